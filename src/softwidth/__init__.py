@@ -1,0 +1,24 @@
+"""softwidth: trainable layer widths for speech models.
+
+Make a layer size a trainable real number (:class:`Width`), wrap stock layers with :func:`dynamic`, price
+the model in FLOP/s of audio with :func:`profile` + :func:`flops_per_second` (differentiable in every
+width), train with ``loss = task + weight * cost``, and :func:`consolidate` into a smaller plain network.
+Method: Gómez & Bäckström, "Performance and Complexity Trade-off Optimization of Speech Models During
+Training", arXiv 2601.13704 (2026).
+"""
+
+from .consolidate import consolidate, widths
+from .cost import cost, flops, flops_per_second, macs, params
+from .errors import SoftWidthError
+from .layers import dynamic
+from .layout import concat
+from .optim import param_groups, project_
+from .probe import profile
+from .width import Width
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "Width", "dynamic", "concat", "profile", "cost", "flops", "macs", "params", "flops_per_second",
+    "consolidate", "widths", "param_groups", "project_", "SoftWidthError",
+]

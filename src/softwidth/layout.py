@@ -1,0 +1,173 @@
+"""The layout of a feature axis: an ordered concatenation of width-governed and fixed blocks.
+
+A plain layer output has one block (its :class:`~softwidth.Width`). A bidirectional RNN output has two blocks
+governed by the same width (forward units, then backward units); :func:`softwidth.concat` builds the
+layout of concatenated features. A consumer of a layout slices, at consolidation, the kept features of
+every block out of its input weights.
+"""
+
+from __future__ import annotations
+
+from typing import Iterable, Union
+
+import torch
+
+from .errors import SoftWidthError
+from .width import Width
+
+__all__ = ["Layout", "WidthLike"]
+
+WidthLike = Union[Width, int, "Layout"]
+
+
+class Layout:
+    """An ordered tuple of blocks, each a :class:`Width` (gated) or an ``int`` (fixed size).
+
+    Blocks may repeat the same :class:`Width` (e.g. both directions of a bidirectional GRU).
+    """
+
+    __slots__ = ("blocks",)
+
+    def __init__(self, blocks: Iterable[Width | int]) -> None:
+        flat: list[Width | int] = []
+        for block in blocks:
+            if isinstance(block, Layout):
+                flat.extend(block.blocks)
+            elif isinstance(block, Width):
+                flat.append(block)
+            elif isinstance(block, int) and not isinstance(block, bool) and block >= 1:
+                flat.append(block)
+            else:
+                raise SoftWidthError(
+                    f"a layout block must be a Width, a Layout or an int >= 1, got {block!r}"
+                )
+        if not flat:
+            raise SoftWidthError("a layout needs at least one block")
+        self.blocks = tuple(flat)
+
+    @staticmethod
+    def of(width: WidthLike) -> "Layout":
+        """Coerce a :class:`Width`, an int (fixed size) or a :class:`Layout` to a :class:`Layout`."""
+        return width if isinstance(width, Layout) else Layout([width])
+
+    # -- sizes ---------------------------------------------------------------------------------
+    @property
+    def max_size(self) -> int:
+        return sum(_max(b) for b in self.blocks)
+
+    @property
+    def widths(self) -> tuple[Width, ...]:
+        """The distinct widths in this layout, in order of first appearance."""
+        seen: dict[int, Width] = {}
+        for b in self.blocks:
+            if isinstance(b, Width):
+                seen.setdefault(id(b), b)
+        return tuple(seen.values())
+
+    @property
+    def is_dynamic(self) -> bool:
+        return bool(self.widths)
+
+    def real(self) -> torch.Tensor | float:
+        """Differentiable total size (sum of the real block sizes); a float if no block is dynamic."""
+        total: torch.Tensor | float = 0.0
+        for b in self.blocks:
+            total = total + (b.real() if isinstance(b, Width) else float(b))
+        return total
+
+    @property
+    def rounded(self) -> int:
+        """Total size after consolidation."""
+        return sum(b.rounded if isinstance(b, Width) else b for b in self.blocks)
+
+    def kept_indices(self) -> torch.Tensor:
+        """Indices (along the full axis) of the features kept at consolidation, shape ``(rounded,)``."""
+        parts, offset = [], 0
+        for b in self.blocks:
+            n = b.rounded if isinstance(b, Width) else b
+            parts.append(torch.arange(offset, offset + n))
+            offset += _max(b)
+        return torch.cat(parts)
+
+    def repeat(self, times: int) -> "Layout":
+        """This layout concatenated ``times`` times (e.g. the gates of an RNN)."""
+        return Layout(self.blocks * times)
+
+    def shares(self, like: torch.Tensor) -> torch.Tensor:
+        """Signal shares of every feature, shape ``(max_size,)``: soft in train mode, 0/1 in eval mode."""
+        return torch.cat([_mask(b, like) for b in self.blocks])
+
+    # -- gate ----------------------------------------------------------------------------------
+    def gate(self, x: torch.Tensor, dim: int = -1, *, where: str = "") -> torch.Tensor:
+        """Apply every block's gate along axis ``dim`` of ``x`` (``x.shape[dim] == max_size``).
+
+        Train mode: the noise mix of :mod:`softwidth.width` with per-feature detached batch std;
+        eval mode: zero the features that consolidation drops. Fixed blocks pass unchanged.
+        """
+        check_features(x, self.max_size, dim, where=where or self.label)
+        if not self.is_dynamic:
+            return x
+        training = any(w.training for w in self.widths)
+        shape = [1] * x.dim()
+        shape[dim] = self.max_size
+        if not training:
+            mask = self.shares(x).view(shape)
+            return x * mask
+        signal, noise = zip(*(_weights(b, x) for b in self.blocks))
+        signal = torch.cat(signal).view(shape).to(x.dtype)
+        noise = torch.cat(noise).view(shape).to(x.dtype)
+        reduce = [d for d in range(x.dim()) if d != dim % x.dim()]
+        sigma = x.detach().std(dim=reduce, correction=0, keepdim=True) if reduce else x.detach().abs()
+        return signal * x + noise * sigma * torch.randn_like(x)
+
+    @property
+    def label(self) -> str:
+        return "+".join(b.label if isinstance(b, Width) else str(b) for b in self.blocks)
+
+    def same_as(self, other: "Layout") -> bool:
+        """True if both layouts have the same blocks (the same Width objects, the same fixed sizes)."""
+        if len(self.blocks) != len(other.blocks):
+            return False
+        return all(
+            (a is b) if isinstance(a, Width) or isinstance(b, Width) else a == b
+            for a, b in zip(self.blocks, other.blocks)
+        )
+
+    def __repr__(self) -> str:
+        return f"Layout({self.label})"
+
+
+def concat(*widths: WidthLike) -> Layout:
+    """The layout of features concatenated along one axis, in order (``torch.cat`` of gated tensors)."""
+    return Layout(Layout.of(w) for w in widths)
+
+
+def check_features(x: torch.Tensor, expected: int, dim: int, *, where: str) -> None:
+    """Raise :class:`SoftWidthError` unless ``x`` is a finite tensor with ``x.shape[dim] == expected``."""
+    if not isinstance(x, torch.Tensor):
+        raise SoftWidthError(f"{where}: expected a torch.Tensor, got {type(x).__name__}")
+    if not -x.dim() <= dim < max(x.dim(), 1) or x.dim() == 0:
+        raise SoftWidthError(f"{where}: input of shape {tuple(x.shape)} has no feature axis {dim}")
+    if x.shape[dim] != expected:
+        raise SoftWidthError(
+            f"{where}: input has {x.shape[dim]} features on axis {dim} (shape {tuple(x.shape)}), "
+            f"expected {expected}; check the layer's in_width / the producer's max size"
+        )
+    if x.is_floating_point() and not bool(torch.isfinite(x).all()):
+        raise SoftWidthError(f"{where}: input features contain NaN or inf")
+
+
+def _max(block: Width | int) -> int:
+    return block.max_size if isinstance(block, Width) else block
+
+
+def _mask(block: Width | int, x: torch.Tensor) -> torch.Tensor:
+    if isinstance(block, Width):
+        return block.shares().to(device=x.device, dtype=x.dtype)
+    return x.new_ones(block)
+
+
+def _weights(block: Width | int, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    if isinstance(block, Width):
+        return block._signal_noise_weights()
+    return x.new_ones(block), x.new_zeros(block)

@@ -1,0 +1,192 @@
+"""A trainable layer width: a real number K in [min_size, max_size] that gates a feature axis.
+
+The gate is the paper's noise-injection mix (Gómez & Bäckström, arXiv 2601.13704). Feature ``i`` of
+the governed axis (0-based) gets a signal share ``s_i(K)`` in [0, 1] and is replaced in train mode by
+
+    y_i = sqrt(s_i) * x_i + sqrt(1 - s_i) * sigma_i * eps_i,    eps_i ~ N(0, 1)
+
+which keeps the feature's power and lets exactly the fraction ``s_i`` of its information through, so the
+information that passes, ``sum_i s_i``, is (about) ``K`` and the task loss is differentiable in ``K``.
+Two share profiles ("mixes") are available:
+
+``"paper"``
+    ``s_i = clamp(K - i, 0, 1)``: the first ``ceil(K) - 1`` features pass, one boundary feature is mixed
+    with ``frac = K - (ceil(K) - 1)`` in (0, 1], the rest are pure noise. Literal form of the paper;
+    its gradient is singular just above integers, which traps ``K`` there (see docs/method.md).
+``"ramp"`` (default)
+    ``s_i = sigmoid((K - i - 1/2) / temperature)``: a smooth ramp whose total share is still ``~K``.
+    As ``temperature -> 0`` it tends to the hard truncation at ``round(K)`` used in eval mode and at
+    consolidation, so annealing the temperature closes the train/eval gap.
+
+In eval mode the gate is a hard truncation: features ``i >= rounded`` are set to zero and no noise is
+injected. ``rounded`` is the integer the layer keeps at consolidation (round half up, then to a multiple
+of ``multiple_of``, clamped into the bounds).
+
+Noise scale ``sigma_i``: the population standard deviation of feature ``i`` over every other axis of the
+current batch (batch and positions), computed without gradient (detached), so the noise never carries
+gradient and only the shares ``s_i(K)`` do.
+
+Bounds: ``K`` is stored directly as an ``nn.Parameter`` in feature units (a width learning rate is "features
+per step"). It is projected back into [min_size, max_size] (an in-place clamp, only when it is outside, so an
+optimizer step is never undone inside the bounds and the gradient is never that of a flat clamp) before
+every use; :func:`softwidth.project_` does the same for a whole model after an optimizer step.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+from torch import nn
+import torch.nn.functional as F
+
+from .errors import SoftWidthError
+
+__all__ = ["Width", "MIXES"]
+
+MIXES = ("ramp", "paper")
+_EPS = 1e-12
+
+
+class Width(nn.Module):
+    """A trainable size in ``[min_size, max_size]`` for one feature axis.
+
+    Args:
+        max_size: number of features the layer has at full size (int >= 1).
+        min_size: smallest allowed real size, ``1 <= min_size <= max_size``. Default 1.
+        kappa_min: alternative to ``min_size``: ``min_size = kappa_min * max_size`` (0 < kappa_min <= 1).
+        init: initial real size (default ``max_size``).
+        mix: ``"ramp"`` (default) or ``"paper"``; see the module docstring.
+        temperature: ramp temperature in features (> 0); ignored by ``"paper"``. Anneal it with
+            :meth:`set_temperature` (it is a buffer, so it is saved in the state_dict).
+        multiple_of: the rounded size is a multiple of this (e.g. the number of attention heads).
+        name: label used in logs and error messages (default: set from the model by ``softwidth.profile``).
+
+    Shapes: :meth:`forward` takes ``x`` of any shape with ``x.shape[dim] == max_size`` and returns a tensor of
+    the same shape.
+    """
+
+    def __init__(
+        self,
+        max_size: int,
+        *,
+        min_size: float | None = None,
+        kappa_min: float | None = None,
+        init: float | None = None,
+        mix: str = "ramp",
+        temperature: float = 1.0,
+        multiple_of: int = 1,
+        name: str | None = None,
+    ) -> None:
+        super().__init__()
+        label = name or "Width"
+        if isinstance(max_size, bool) or not isinstance(max_size, int) or max_size < 1:
+            raise SoftWidthError(f"{label}: max_size must be an int >= 1, got {max_size!r}")
+        if min_size is not None and kappa_min is not None:
+            raise SoftWidthError(f"{label}: give min_size or kappa_min, not both")
+        if kappa_min is not None:
+            if not _finite(kappa_min) or not 0.0 < kappa_min <= 1.0:
+                raise SoftWidthError(f"{label}: kappa_min must be in (0, 1], got {kappa_min!r}")
+            min_size = max(1.0, kappa_min * max_size)
+        min_size = 1.0 if min_size is None else min_size
+        if not _finite(min_size) or not 1.0 <= min_size <= max_size:
+            raise SoftWidthError(
+                f"{label}: bounds out of order or outside [1, max_size]: min_size={min_size!r}, "
+                f"max_size={max_size}; use 1 <= min_size <= max_size"
+            )
+        if isinstance(multiple_of, bool) or not isinstance(multiple_of, int) or multiple_of < 1:
+            raise SoftWidthError(f"{label}: multiple_of must be an int >= 1, got {multiple_of!r}")
+        if max_size % multiple_of:
+            raise SoftWidthError(
+                f"{label}: max_size={max_size} is not a multiple of multiple_of={multiple_of}"
+            )
+        if mix not in MIXES:
+            raise SoftWidthError(f"{label}: mix must be one of {MIXES}, got {mix!r}")
+        init = float(max_size) if init is None else init
+        if not _finite(init) or not min_size <= init <= max_size:
+            raise SoftWidthError(
+                f"{label}: init={init!r} is outside [min_size, max_size] = [{min_size}, {max_size}]"
+            )
+        self.max_size = max_size
+        self.min_size = float(min_size)
+        self.multiple_of = multiple_of
+        self.mix = mix
+        self.name = name
+        self.value = nn.Parameter(torch.tensor(float(init)))
+        self.register_buffer("temperature", torch.tensor(1.0))
+        self.set_temperature(temperature)
+        self.register_buffer("index", torch.arange(max_size, dtype=torch.float32), persistent=False)
+
+    # -- value -------------------------------------------------------------------------------
+    @property
+    def label(self) -> str:
+        return self.name or f"Width(max_size={self.max_size})"
+
+    def set_temperature(self, temperature: float) -> None:
+        """Set the ramp temperature (features, > 0)."""
+        if not _finite(temperature) or temperature <= 0:
+            raise SoftWidthError(f"{self.label}: temperature must be a finite number > 0, got {temperature!r}")
+        self.temperature.fill_(float(temperature))
+
+    @torch.no_grad()
+    def project_(self) -> None:
+        """Clamp the parameter into ``[min_size, max_size]`` in place, only if it is outside.
+
+        Raises :class:`SoftWidthError` if the parameter is NaN or infinite (e.g. after a diverged step).
+        """
+        value = float(self.value.detach())
+        if not math.isfinite(value):
+            raise SoftWidthError(f"{self.label}: width became {value} (diverged optimizer step?)")
+        if value < self.min_size or value > self.max_size:
+            self.value.clamp_(self.min_size, float(self.max_size))
+
+    def real(self) -> torch.Tensor:
+        """The real-valued size K as a differentiable 0-dim tensor (projected into bounds first)."""
+        self.project_()
+        return self.value
+
+    @property
+    def rounded(self) -> int:
+        """The integer size kept at consolidation (round half up, to ``multiple_of``, within bounds)."""
+        self.project_()
+        q = self.multiple_of
+        n = q * math.floor(float(self.value.detach()) / q + 0.5)
+        lowest = q * math.ceil(self.min_size / q - 1e-9)
+        return int(min(max(n, lowest, q), self.max_size))
+
+    # -- gate --------------------------------------------------------------------------------
+    def shares(self) -> torch.Tensor:
+        """Signal shares ``s_i`` in [0, 1], shape ``(max_size,)``; hard 0/1 mask in eval mode."""
+        if not self.training:
+            return (self.index < self.rounded).to(self.value.dtype)
+        k = self.real()
+        if self.mix == "paper":
+            return (k - self.index).clamp(0.0, 1.0)
+        return torch.sigmoid((k - self.index - 0.5) / self.temperature)
+
+    def _signal_noise_weights(self) -> tuple[torch.Tensor, torch.Tensor]:
+        """``sqrt(s)`` and ``sqrt(1 - s)`` with finite gradients, shape ``(max_size,)`` each."""
+        k = self.real()
+        if self.mix == "paper":
+            s = (k - self.index).clamp(0.0, 1.0)
+            return s.clamp_min(_EPS).sqrt(), (1.0 - s).clamp_min(_EPS).sqrt()
+        z = (k - self.index - 0.5) / self.temperature
+        return torch.exp(0.5 * F.logsigmoid(z)), torch.exp(0.5 * F.logsigmoid(-z))
+
+    def forward(self, x: torch.Tensor, dim: int = -1) -> torch.Tensor:
+        """Gate axis ``dim`` of ``x`` (size ``max_size``): noise mix in train mode, truncation in eval."""
+        from .layout import Layout  # layout builds on Width; import late to avoid a cycle
+
+        return Layout.of(self).gate(x, dim, where=self.label)
+
+    def extra_repr(self) -> str:
+        return (
+            f"value={float(self.value.detach()):.3f}, min_size={self.min_size:g}, max_size={self.max_size}, "
+            f"mix={self.mix!r}, temperature={float(self.temperature):g}"
+            + (f", multiple_of={self.multiple_of}" if self.multiple_of > 1 else "")
+            + (f", name={self.name!r}" if self.name else "")
+        )
+
+
+def _finite(value: object) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
