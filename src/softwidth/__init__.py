@@ -10,15 +10,19 @@ Training", arXiv 2601.13704 (2026).
 from .consolidate import consolidate, widths
 from .cost import cost, flops, flops_per_second, macs, params
 from .errors import SoftWidthError
-from .layers import dynamic
+from .layers import LogMel, dynamic
 from .layout import concat
+from .objective import BudgetController, CostPenalty
 from .optim import param_groups, project_
 from .probe import profile
+from .schedule import Schedule
+from .train import FitConfig, fit
 from .width import Width
 
 __version__ = "0.1.0"
 
 __all__ = [
-    "Width", "dynamic", "concat", "profile", "cost", "flops", "macs", "params", "flops_per_second",
+    "Width", "dynamic", "LogMel", "concat", "profile", "cost", "flops", "macs", "params", "flops_per_second",
     "consolidate", "widths", "param_groups", "project_", "SoftWidthError",
+    "CostPenalty", "BudgetController", "Schedule", "FitConfig", "fit",
 ]

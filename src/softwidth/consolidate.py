@@ -54,7 +54,7 @@ def widths(model: nn.Module) -> dict[str, dict]:
     for module in model.modules():
         if isinstance(module, Width):
             record[module.label] = {
-                "value": float(module.value), "rounded": module.rounded, "min_size": module.min_size,
+                "value": float(module.value.detach()), "rounded": module.rounded, "min_size": module.min_size,
                 "max_size": module.max_size, "mix": module.mix,
                 "temperature": float(module.temperature),
             }

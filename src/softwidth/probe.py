@@ -75,8 +75,9 @@ def profile(model: nn.Module, example, *, seconds: float = 1.0) -> Profile:
     batch = first.shape[0]
     name_widths(model)
 
-    inside = {id(sub) for m in model.modules() if isinstance(m, DynamicLayer)
-              for sub in m.modules() if sub is not m}
+    # width-aware layers, and stock composites softwidth prices as one unit, hide their children
+    units = [m for m in model.modules() if isinstance(m, DynamicLayer) or (type(m) in WRAPPERS and list(m.children()))]
+    inside = {id(sub) for m in units for sub in m.modules() if sub is not m}
     result = Profile(seconds=float(seconds))
     handles = []
     for name, module in model.named_modules():
@@ -85,7 +86,7 @@ def profile(model: nn.Module, example, *, seconds: float = 1.0) -> Profile:
         if isinstance(module, DynamicLayer):
             module.path = name
             handles.append(module.register_forward_hook(_dynamic_hook(name, batch, result)))
-        elif not list(module.children()):
+        elif type(module) in WRAPPERS or not list(module.children()):
             handles.append(module.register_forward_hook(_stock_hook(name, batch, result)))
     was_training = model.training
     model.eval()
@@ -181,6 +182,11 @@ def _stock_hook(name: str, batch: int, result: Profile):
                 raise SoftWidthError(
                     f"{name}: {type(module).__name__}(0) != 0, so features dropped by width {layout.label} "
                     "would leak; wrap it: softwidth.dynamic(module, width=...)"
+                )
+            if isinstance(module, nn.PReLU) and module.num_parameters > 1:
+                raise SoftWidthError(
+                    f"{name}: stock PReLU with one slope per channel consumes dynamic width {layout.label}; "
+                    "wrap it so its slopes are sliced: softwidth.dynamic(module, width=..., dim=1)"
                 )
             pricer = Elementwise(module, layout, dim=dim)
             x = inputs[0]

@@ -116,6 +116,7 @@ class Width(nn.Module):
         self.register_buffer("temperature", torch.tensor(1.0))
         self.set_temperature(temperature)
         self.register_buffer("index", torch.arange(max_size, dtype=torch.float32), persistent=False)
+        self.ordering = 0.0  # probability of a nested-dropout truncation per train forward (see set_ordering)
 
     # -- value -------------------------------------------------------------------------------
     @property
@@ -127,6 +128,15 @@ class Width(nn.Module):
         if not _finite(temperature) or temperature <= 0:
             raise SoftWidthError(f"{self.label}: temperature must be a finite number > 0, got {temperature!r}")
         self.temperature.fill_(float(temperature))
+
+    def set_ordering(self, probability: float) -> None:
+        """Ordering pressure: with this probability per train-mode forward the gate ignores ``K`` and keeps a
+        hard prefix of ``u ~ Uniform(min_size, max_size)`` features, the rest noise (nested dropout). The
+        network then stays useful at every prefix with the most useful information first, so the gradient
+        that moves ``K`` does not depend on where ``K`` started. 0 disables it."""
+        if not _finite(probability) or not 0.0 <= probability <= 1.0:
+            raise SoftWidthError(f"{self.label}: ordering probability must be in [0, 1], got {probability!r}")
+        self.ordering = float(probability)
 
     @torch.no_grad()
     def project_(self) -> None:
@@ -169,9 +179,17 @@ class Width(nn.Module):
         k = self.real()
         if self.mix == "paper":
             s = (k - self.index).clamp(0.0, 1.0)
-            return s.clamp_min(_EPS).sqrt(), (1.0 - s).clamp_min(_EPS).sqrt()
-        z = (k - self.index - 0.5) / self.temperature
-        return torch.exp(0.5 * F.logsigmoid(z)), torch.exp(0.5 * F.logsigmoid(-z))
+            signal, noise = s.clamp_min(_EPS).sqrt(), (1.0 - s).clamp_min(_EPS).sqrt()
+        else:
+            z = (k - self.index - 0.5) / self.temperature
+            signal, noise = torch.exp(0.5 * F.logsigmoid(z)), torch.exp(0.5 * F.logsigmoid(-z))
+        if self.ordering > 0.0 and float(torch.rand(())) < self.ordering:
+            # nested dropout over the whole range: this forward sees a hard prefix of u features, whatever K
+            # is, so every prefix stays useful and ordered and dL/dK does not depend on where K started
+            cut = self.min_size + float(torch.rand(())) * (self.max_size - self.min_size)
+            keep = (self.index < cut).to(signal.dtype)
+            signal, noise = keep, 1.0 - keep
+        return signal, noise
 
     def forward(self, x: torch.Tensor, dim: int = -1) -> torch.Tensor:
         """Gate axis ``dim`` of ``x`` (size ``max_size``): noise mix in train mode, truncation in eval."""

@@ -16,10 +16,14 @@ from .conv import Conv1d, Conv2d
 from .elementwise import ELEMENTWISE_FLOPS, Add, Concat, Elementwise
 from .linear import Linear
 from .norm import BatchNorm, LayerNorm
+from .recurrent import GRU, LSTM
+from .attention import TransformerEncoderLayer
+from .frontend import LogMel
 
 __all__ = [
     "DynamicLayer", "Cost", "dynamic", "WRAPPERS",
-    "Linear", "Conv1d", "Conv2d", "BatchNorm", "LayerNorm", "Elementwise", "Add", "Concat",
+    "Linear", "Conv1d", "Conv2d", "BatchNorm", "LayerNorm", "Elementwise", "Add", "Concat", "GRU", "LSTM",
+    "TransformerEncoderLayer", "LogMel",
 ]
 
 WRAPPERS: dict[type, type] = {
@@ -29,6 +33,9 @@ WRAPPERS: dict[type, type] = {
     nn.BatchNorm1d: BatchNorm,
     nn.BatchNorm2d: BatchNorm,
     nn.LayerNorm: LayerNorm,
+    nn.GRU: GRU,
+    nn.LSTM: LSTM,
+    nn.TransformerEncoderLayer: TransformerEncoderLayer,
     **{t: Elementwise for t in ELEMENTWISE_FLOPS},
 }
 """Stock module type -> width-aware wrapper class (extended by the recurrent, attention modules)."""

@@ -48,8 +48,10 @@ class BatchNorm(DynamicLayer):
     def consolidated(self) -> nn.Module:
         n = self.norm
         keep = self.out_layout.kept_indices()
+        ref = next(iter(n.buffers()), n.weight)
         out = type(n)(len(keep), eps=n.eps, momentum=n.momentum, affine=n.affine,
-                      track_running_stats=n.track_running_stats)
+                      track_running_stats=n.track_running_stats,
+                      device=None if ref is None else ref.device, dtype=None if ref is None else ref.dtype)
         if n.affine:
             out.weight.data.copy_(take(n.weight, 0, keep))
             out.bias.data.copy_(take(n.bias, 0, keep))
@@ -107,10 +109,12 @@ class LayerNorm(DynamicLayer):
     def consolidated(self) -> nn.LayerNorm:
         n = self.norm
         keep = self.out_layout.kept_indices()
+        ref = n.weight if n.weight is not None else None
         out = nn.LayerNorm(len(keep), eps=n.eps, elementwise_affine=n.weight is not None,
-                           bias=n.bias is not None)
+                           bias=n.bias is not None,
+                           device=None if ref is None else ref.device, dtype=None if ref is None else ref.dtype)
         if n.weight is not None:
             out.weight.data.copy_(take(n.weight, 0, keep))
         if n.bias is not None:
             out.bias.data.copy_(take(n.bias, 0, keep))
-        return out.to(n.weight.device if n.weight is not None else "cpu")
+        return out

@@ -1,0 +1,54 @@
+"""The ``softwidth`` command line: ``softwidth demo`` and the case studies (``softwidth synthetic``).
+
+User errors exit with status 2 and a one-line message (no traceback).
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+from .errors import SoftWidthError
+
+__all__ = ["main"]
+
+
+def _demo(args: argparse.Namespace) -> None:
+    from .demo import run_demo
+
+    run_demo(steps=args.steps, seed=args.seed, weight=args.weight)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="softwidth", description=__doc__.splitlines()[0])
+    sub = parser.add_subparsers(dest="command", required=True)
+    demo = sub.add_parser("demo", help="build a dynamic model, train it briefly, consolidate it")
+    demo.add_argument("--steps", type=_positive_int, default=200, help="training steps (default 200)")
+    demo.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
+    demo.add_argument("--weight", type=float, default=0.5, help="FLOP/s penalty weight (default 0.5)")
+    demo.set_defaults(func=_demo)
+    return parser
+
+
+def _positive_int(text: str) -> int:
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be >= 1, got {value}")
+    return value
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        args.func(args)
+    except SoftWidthError as err:
+        print(f"softwidth: error: {err}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("softwidth: interrupted", file=sys.stderr)
+        return 130
+    return 0
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

@@ -1,0 +1,268 @@
+"""Width-aware log-mel filter-bank front end: the number of mel bands is a trainable width.
+
+This is the paper's VAD knob (Gómez & Bäckström, arXiv 2601.13704): the network sees ``K`` log-mel bands and
+``K`` is trained. Changing the band count changes the filter bank itself (a 40-band bank is not the first
+40 filters of an 80-band bank), so the bank is a continuous function of the real ``K`` and is rebuilt in
+torch from ``K`` on every forward (it is only ``(n_freq, n_mels)``); see :func:`mel_filters`.
+
+The STFT is framing plus one matmul with a fixed real DFT basis (window folded in), so the consolidated
+module consists of matmuls that ``torch.utils.flop_counter.FlopCounterMode`` counts, and the same code
+scripts with TorchScript and exports to ONNX.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+from torch import fx, nn
+import torch.nn.functional as F
+
+from ..errors import SoftWidthError
+from ..layout import Layout
+from ..width import Width
+from ._base import Cost, DynamicLayer
+
+__all__ = ["LogMel", "mel_filters"]
+
+
+def _hz_to_mel(hz: float) -> float:
+    return 2595.0 * math.log10(1.0 + hz / 700.0)  # HTK mel scale
+
+
+def mel_filters(
+    bands: torch.Tensor | float, *, n_mels: int, n_fft: int, sample_rate: float, f_min: float, f_max: float
+) -> torch.Tensor:
+    """HTK triangular mel filters for a real band count ``K = bands``, shape ``(n_fft // 2 + 1, n_mels)``.
+
+    On the mel grid ``m_j = mel_lo + j (mel_hi - mel_lo) / (K + 1)``, ``j = 0 .. n_mels + 1``, band ``i``
+    (0-based) is the triangle rising from ``m_i`` to its centre ``m_{i+1}`` and falling to ``m_{i+2}``,
+    linear in Hz on the FFT bin frequencies ``b * sample_rate / n_fft`` (no area normalisation), and zero
+    above ``f_max``. At an integer ``K = n`` bands ``0..n-1`` are exactly the standard ``n``-band bank
+    (``librosa.filters.mel(htk=True, norm=None)``). Bands ``i >= K + 1`` start at or above ``f_max`` and have
+    zero response; the one band with ``K <= i < K + 1`` keeps part of its rising slope below ``f_max``
+    (at ``K = n``, band ``n`` rises to ``f_max``), which the layer's gate removes (eval) or noise-mixes
+    (train). Continuous and piecewise differentiable in ``K`` (a tensor ``K`` keeps its graph); float64;
+    frequencies in Hz; ``K >= 0``.
+    """
+    k = torch.as_tensor(bands, dtype=torch.float64)
+    mel_lo, mel_hi = _hz_to_mel(f_min), _hz_to_mel(f_max)
+    span = mel_hi - mel_lo
+    mel = mel_lo + torch.arange(n_mels + 2, dtype=torch.float64, device=k.device) * (span / (k + 1.0))
+    # Points j >= K + 3 only shape bands > K + 1, whose response below f_max is zero anyway; capping them
+    # keeps 10 ** (mel / 2595) finite for large n_mels at small K (every point j < K + 3 is below the cap).
+    mel = mel.clamp(max=mel_lo + 3.0 * span)
+    hz = 700.0 * (torch.pow(10.0, mel / 2595.0) - 1.0)
+    lower, centre, upper = hz[:-2], hz[1:-1], hz[2:]
+    freqs = torch.arange(n_fft // 2 + 1, dtype=torch.float64, device=k.device)[:, None] * (sample_rate / n_fft)
+    # Capped points coincide; the clamp avoids 0/0 there (those bands are clamped to zero below).
+    rise = (freqs - lower) / (centre - lower).clamp_min(1e-9)
+    fall = (upper - freqs) / (upper - centre).clamp_min(1e-9)
+    weights = torch.minimum(rise, fall).clamp_min(0.0)
+    return weights * (freqs <= f_max)
+
+
+def _dft_basis(n_fft: int, win_length: int) -> torch.Tensor:
+    """Real DFT basis with the periodic Hann window folded in, shape ``(n_fft, 2 * (n_fft // 2 + 1))``.
+
+    Columns ``[0, n_freq)`` give the real parts, ``[n_freq, 2 n_freq)`` the imaginary parts of
+    ``torch.stft`` (window of ``win_length`` samples centred in ``n_fft`` samples, as ``torch.stft`` pads it).
+    """
+    window = torch.zeros(n_fft, dtype=torch.float64)
+    left = (n_fft - win_length) // 2
+    window[left:left + win_length] = torch.hann_window(win_length, periodic=True, dtype=torch.float64)
+    n = torch.arange(n_fft, dtype=torch.float64)[:, None]
+    b = torch.arange(n_fft // 2 + 1, dtype=torch.float64)[None, :]
+    angle = 2.0 * math.pi * ((n * b) % n_fft) / n_fft  # reduce mod n_fft first: exact phases
+    return torch.cat([window[:, None] * torch.cos(angle), -window[:, None] * torch.sin(angle)], dim=1)
+
+
+def _power(x: torch.Tensor, basis: torch.Tensor, n_fft: int, hop: int, center: bool) -> torch.Tensor:
+    """Power spectrum ``(..., frames, n_freq)`` of waveforms ``(..., samples)``; torch ops only (traceable)."""
+    n_freq = n_fft // 2 + 1
+    if center:  # reflect-pad like torch.stft; pad wants a channel axis, for (S,) as for (B, S)
+        x = F.pad(x.unsqueeze(-2), (n_fft // 2, n_fft // 2), mode="reflect").select(-2, 0)
+    frames = x.unfold(-1, n_fft, hop)  # (..., frames, n_fft)
+    spectrum = torch.matmul(frames, basis)  # (..., frames, 2 n_freq): the DFT as one matmul
+    real, imag = spectrum.narrow(-1, 0, n_freq), spectrum.narrow(-1, n_freq, n_freq)
+    return real * real + imag * imag
+
+
+class _Frontend(nn.Module):
+    """The consolidated front end before tracing: fixed DFT basis and fixed ``n``-band mel bank."""
+
+    def __init__(self, basis: torch.Tensor, bank: torch.Tensor, *, n_fft: int, hop: int, center: bool,
+                 log_eps: float) -> None:
+        super().__init__()
+        self.register_buffer("basis", basis)
+        self.register_buffer("bank", bank)
+        self.n_fft, self.hop, self.center, self.log_eps = n_fft, hop, center, log_eps
+
+    def forward(self, waveform):  # unannotated: fx would emit a type name TorchScript cannot resolve
+        power = _power(waveform, self.basis, self.n_fft, self.hop, self.center)
+        return torch.log(torch.matmul(power, self.bank) + self.log_eps)
+
+
+class LogMel(DynamicLayer):
+    """Log-mel features of waveforms, with the number of mel bands governed by a :class:`Width`.
+
+    Args (keyword-only):
+        sample_rate: sampling rate of the waveform in Hz (> 0).
+        n_fft: FFT size in samples (>= 2); ``n_freq = n_fft // 2 + 1`` frequency bins.
+        win_length: periodic Hann window length in samples, ``1 <= win_length <= n_fft`` (default
+            ``n_fft``); centred in the ``n_fft`` frame like ``torch.stft``.
+        hop_length: frame hop in samples, ``1 <= hop_length <= n_fft``.
+        n_mels: maximum number of mel bands (the full-size feature count).
+        f_min, f_max: band edges of the filter bank in Hz, ``0 <= f_min < f_max <= sample_rate / 2``
+            (default ``f_max = sample_rate / 2``).
+        width: a :class:`Width` with ``max_size == n_mels`` governing the number of bands ``K``; ``None``
+            keeps ``n_mels`` bands.
+        log_eps: added to the mel energies before the natural log (> 0).
+        center: reflect-pad ``n_fft // 2`` samples at both ends like ``torch.stft(center=True)``.
+
+    Shapes: input waveform ``(batch, samples)`` or ``(samples,)``; output ``(batch, frames, n_mels)`` or
+    ``(frames, n_mels)``, features **last** so a ``Linear`` or Transformer can consume them directly (use
+    ``.transpose(-1, -2)`` for a conv stack). ``frames = 1 + samples // hop_length`` with ``center``, else
+    ``1 + (samples - n_fft) // hop_length``.
+
+    Widths: consumes none (``in_layout`` is ``None``), produces ``width`` (``out_layout``). The mel bank is
+    :func:`mel_filters` at the real ``K`` in train mode (gradient reaches ``K`` through the filter shapes and
+    the noise-mix gate) and at ``K = width.rounded`` in eval mode (then the gate truncates to the first
+    ``rounded`` bands, which equals :meth:`consolidated`).
+
+    Cost per frame (FlopCounterMode convention: a matmul is 2 FLOPs per multiply-accumulate): DFT matmul
+    ``2 * n_fft * 2 * n_freq``, power ``3 * n_freq``, mel matmul ``2 * n_freq * K``, log and eps ``2 * K``;
+    MACs are the matmul MACs ``n_fft * 2 * n_freq + n_freq * K``; params 0 (the basis and bank are buffers).
+    Positions are frames per example. Differentiable in ``K``.
+    """
+
+    def __init__(
+        self,
+        *,
+        sample_rate: int = 16000,
+        n_fft: int = 400,
+        win_length: int | None = None,
+        hop_length: int = 160,
+        n_mels: int = 80,
+        f_min: float = 0.0,
+        f_max: float | None = None,
+        width: Width | None = None,
+        log_eps: float = 1e-6,
+        center: bool = True,
+    ) -> None:
+        super().__init__()
+        where = self.where
+        if not _number(sample_rate) or sample_rate <= 0:
+            raise SoftWidthError(f"{where}: sample_rate must be a number of Hz > 0, got {sample_rate!r}")
+        if not _integer(n_fft) or n_fft < 2:
+            raise SoftWidthError(f"{where}: n_fft must be an int >= 2 (samples), got {n_fft!r}")
+        win_length = n_fft if win_length is None else win_length
+        if not _integer(win_length) or not 1 <= win_length <= n_fft:
+            raise SoftWidthError(
+                f"{where}: win_length must be an int in [1, n_fft={n_fft}] (samples), got {win_length!r}")
+        if not _integer(hop_length) or not 1 <= hop_length <= n_fft:
+            raise SoftWidthError(
+                f"{where}: hop_length must be an int in [1, n_fft={n_fft}] (samples), got {hop_length!r}; "
+                "a hop longer than the frame skips samples")
+        if not _integer(n_mels) or n_mels < 1:
+            raise SoftWidthError(f"{where}: n_mels must be an int >= 1, got {n_mels!r}")
+        nyquist = sample_rate / 2
+        f_max = nyquist if f_max is None else f_max
+        if not _number(f_min) or not _number(f_max) or not 0 <= f_min < f_max <= nyquist:
+            raise SoftWidthError(
+                f"{where}: need 0 <= f_min < f_max <= sample_rate / 2 = {nyquist:g} Hz, got f_min={f_min!r}, "
+                f"f_max={f_max!r}")
+        if not _number(log_eps) or log_eps <= 0:
+            raise SoftWidthError(f"{where}: log_eps must be a number > 0, got {log_eps!r}")
+        if width is not None and not isinstance(width, Width):
+            raise SoftWidthError(f"{where}: width must be a softwidth.Width or None, got {type(width).__name__}")
+        if width is not None and width.max_size != n_mels:
+            raise SoftWidthError(
+                f"{where}: width {width.label} has max_size {width.max_size} but n_mels={n_mels}; make the "
+                f"width's max_size equal n_mels")
+        self.sample_rate, self.n_fft, self.win_length, self.hop_length = sample_rate, n_fft, win_length, hop_length
+        self.n_mels, self.f_min, self.f_max = n_mels, float(f_min), float(f_max)
+        self.log_eps, self.center = float(log_eps), bool(center)
+        self.width = width  # registers it as a submodule: its parameter is in .parameters()
+        self.in_layout = None
+        self.out_layout = Layout.of(width if width is not None else n_mels)
+        self.register_buffer("basis", _dft_basis(n_fft, win_length).float())
+
+    # -- computation -----------------------------------------------------------------------------
+    @property
+    def n_freq(self) -> int:
+        return self.n_fft // 2 + 1
+
+    def bands(self) -> torch.Tensor | float:
+        """The band count the bank is built for: real ``K`` (train), ``width.rounded`` (eval) or ``n_mels``."""
+        if self.width is None:
+            return float(self.n_mels)
+        return self.width.real() if self.width.training else float(self.width.rounded)
+
+    def filters(self) -> torch.Tensor:
+        """The current mel bank, ``(n_freq, n_mels)`` in the basis dtype (differentiable in ``K``)."""
+        bank = mel_filters(self.bands(), n_mels=self.n_mels, n_fft=self.n_fft, sample_rate=self.sample_rate,
+                           f_min=self.f_min, f_max=self.f_max)
+        return bank.to(device=self.basis.device, dtype=self.basis.dtype)
+
+    def power(self, waveform: torch.Tensor) -> torch.Tensor:
+        """Power spectrum ``|STFT|^2``, shape ``(batch, frames, n_freq)`` or ``(frames, n_freq)``."""
+        self._check(waveform)
+        return _power(waveform, self.basis, self.n_fft, self.hop_length, self.center)
+
+    def forward(self, waveform: torch.Tensor) -> torch.Tensor:
+        mel = torch.matmul(self.power(waveform), self.filters())  # (..., frames, n_mels)
+        return self.out_layout.gate(torch.log(mel + self.log_eps), -1, where=self.where)
+
+    def _check(self, x: torch.Tensor) -> None:
+        where = self.where
+        if not isinstance(x, torch.Tensor) or not x.is_floating_point():
+            kind = f"a {x.dtype} tensor" if isinstance(x, torch.Tensor) else type(x).__name__
+            raise SoftWidthError(f"{where}: expects a floating-point waveform tensor, got {kind}")
+        if x.dim() not in (1, 2):
+            raise SoftWidthError(
+                f"{where}: expects a waveform (batch, samples) or (samples,), got shape {tuple(x.shape)}")
+        # reflect padding needs more samples than it pads; without it one full frame is needed
+        need = self.n_fft // 2 + 1 if self.center else self.n_fft
+        if x.shape[-1] < need:
+            raise SoftWidthError(
+                f"{where}: waveform has {x.shape[-1]} samples, needs at least {need} "
+                f"(n_fft={self.n_fft}, center={self.center}); pad or lengthen the input")
+        if not bool(torch.isfinite(x).all()):
+            raise SoftWidthError(f"{where}: waveform contains NaN or inf")
+
+    # -- DynamicLayer ------------------------------------------------------------------------------
+    def cost(self, positions: float) -> Cost:
+        k, f, p = self.out_layout.real(), self.n_freq, positions
+        flops = (2 * self.n_fft * 2 * f + 3 * f + 2 * f * k + 2 * k) * p
+        return {"flops": flops, "macs": (self.n_fft * 2 * f + f * k) * p, "params": 0.0}
+
+    def count_positions(self, inputs: tuple, output: torch.Tensor, batch: int) -> float:
+        out = output[0] if isinstance(output, tuple) else output
+        return float(out.shape[-2])  # frames per example, for (B, T, K) and (T, K) alike
+
+    def consolidated(self) -> fx.GraphModule:
+        """A stock ``torch.fx.GraphModule`` (class name ``LogMel``) with the fixed ``rounded``-band bank.
+
+        Runs without softwidth, scripts with TorchScript and exports to ONNX; buffers ``basis``
+        ``(n_fft, 2 n_freq)`` and ``bank`` ``(n_freq, rounded)``; output ``(..., frames, rounded)``.
+        """
+        n = self.out_layout.rounded
+        bank = mel_filters(float(n), n_mels=self.n_mels, n_fft=self.n_fft, sample_rate=self.sample_rate,
+                           f_min=self.f_min, f_max=self.f_max)[:, :n]
+        root = _Frontend(self.basis.detach().clone(), bank.to(self.basis).contiguous(), n_fft=self.n_fft,
+                         hop=self.hop_length, center=self.center, log_eps=self.log_eps)
+        return fx.GraphModule(root, fx.Tracer().trace(root), class_name="LogMel")
+
+    def extra_repr(self) -> str:
+        return (f"sample_rate={self.sample_rate}, n_fft={self.n_fft}, win_length={self.win_length}, "
+                f"hop_length={self.hop_length}, n_mels={self.n_mels}, f_min={self.f_min:g}, "
+                f"f_max={self.f_max:g}, log_eps={self.log_eps:g}, center={self.center}")
+
+
+def _integer(value: object) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def _number(value: object) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)

@@ -1,0 +1,219 @@
+"""A reusable training loop for plain PyTorch users: widths, cost term, schedule, logs, checkpoints.
+
+``fit`` trains a dynamic model on an iterable of batches with ``loss = task + cost_term.penalty()``, runs
+the width schedule, writes a CSV row per epoch (losses, cost, every width) and an atomic checkpoint per
+epoch (loaded back with ``torch.load(weights_only=True)``; ``resume=True`` continues from the newest one),
+then consolidates, optionally fine-tunes the consolidated model, and returns both.
+"""
+
+from __future__ import annotations
+
+import csv
+import math
+import os
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Callable, Iterable
+
+import torch
+from torch import nn
+from tqdm.auto import tqdm
+
+from .consolidate import consolidate, widths
+from .errors import SoftWidthError
+from .objective import model_cost
+from .optim import width_modules
+from .schedule import Schedule, WidthScheduler
+
+__all__ = ["FitConfig", "FitResult", "fit", "evaluate"]
+
+LossFn = Callable[[nn.Module, object], torch.Tensor]
+
+
+@dataclass(frozen=True)
+class FitConfig:
+    """Options of :func:`fit`.
+
+    ``width_lr``: Adam learning rate of each width as a fraction of its ``max_size`` per step (default: the
+    width can cross its range ``width_travel`` times during the learning phase). ``finetune_epochs``:
+    epochs of task-only training of the consolidated model after width learning (0 = none).
+    """
+
+    epochs: int = 20
+    lr: float = 3e-3
+    weight_decay: float = 0.0
+    width_lr: float | None = None
+    width_travel: float = 3.0
+    schedule: Schedule = field(default_factory=Schedule)
+    finetune_epochs: int = 0
+    finetune_lr: float = 1e-3
+    progress: bool = True
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.epochs, int) or self.epochs < 1:
+            raise SoftWidthError(f"FitConfig: epochs must be an int >= 1, got {self.epochs!r}")
+        if not isinstance(self.finetune_epochs, int) or self.finetune_epochs < 0:
+            raise SoftWidthError(f"FitConfig: finetune_epochs must be an int >= 0, got {self.finetune_epochs!r}")
+        for name in ("lr", "finetune_lr", "width_travel"):
+            value = getattr(self, name)
+            if not isinstance(value, (int, float)) or not math.isfinite(value) or value <= 0:
+                raise SoftWidthError(f"FitConfig: {name} must be a finite number > 0, got {value!r}")
+
+
+@dataclass
+class FitResult:
+    """What :func:`fit` returns: the trained dynamic model, its consolidation, the per-epoch history."""
+
+    model: nn.Module
+    consolidated: nn.Module
+    history: list[dict]
+    widths: dict[str, dict]
+
+
+def evaluate(model: nn.Module, data: Iterable, loss_fn: LossFn) -> float:
+    """Mean task loss of ``model`` in eval mode over ``data`` (weighted by batch count)."""
+    was = model.training
+    model.eval()
+    total, count = 0.0, 0
+    with torch.no_grad():
+        for batch in data:
+            total += float(loss_fn(model, batch))
+            count += 1
+    model.train(was)
+    if count == 0:
+        raise SoftWidthError("evaluate: the data yielded no batches")
+    return total / count
+
+
+def fit(model: nn.Module, train_data: Iterable, *, loss_fn: LossFn, config: FitConfig = FitConfig(),
+        cost_term=None, val_data: Iterable | None = None, out_dir: str | os.PathLike | None = None,
+        resume: bool = False) -> FitResult:
+    """Train ``model`` (profiled, with widths) and return the trained and consolidated models.
+
+    Args:
+        model: a dynamic model; run :func:`softwidth.profile` on it first if ``cost_term`` prices FLOP/s.
+        train_data: re-iterable batches with ``len()`` (e.g. a ``DataLoader``).
+        loss_fn: ``loss_fn(model, batch) -> scalar task loss``.
+        config: a :class:`FitConfig`.
+        cost_term: a :class:`~softwidth.CostPenalty` or :class:`~softwidth.BudgetController` (or ``None``:
+            widths then only follow the task loss).
+        val_data: optional batches for the per-epoch validation loss.
+        out_dir: where ``log.csv`` and ``checkpoint.pt`` go (nothing is written if ``None``).
+        resume: continue from ``out_dir/checkpoint.pt`` if it exists.
+    """
+    try:
+        steps_per_epoch = len(train_data)  # type: ignore[arg-type]
+    except TypeError:
+        raise SoftWidthError("fit: train_data must have a length (e.g. a DataLoader or a list)") from None
+    if steps_per_epoch < 1:
+        raise SoftWidthError("fit: train_data is empty")
+    total = config.epochs * steps_per_epoch
+    optimizer = torch.optim.Adam(_groups(model, config, total), lr=config.lr, weight_decay=config.weight_decay)
+    scheduler = WidthScheduler(model, config.schedule, total_steps=total, controller=cost_term)
+    out = Path(out_dir) if out_dir is not None else None
+    history: list[dict] = []
+    start = 0
+    if out is not None:
+        out.mkdir(parents=True, exist_ok=True)
+        if resume and (out / "checkpoint.pt").exists():
+            start, history = _load(out / "checkpoint.pt", model, optimizer, scheduler, cost_term)
+    bar = tqdm(range(start, config.epochs), desc="fit", unit="epoch", disable=not config.progress)
+    for epoch in bar:
+        model.train()
+        task_sum = 0.0
+        for batch in train_data:
+            task = loss_fn(model, batch)
+            loss = task + cost_term.penalty() if cost_term is not None and scheduler.widths_learning else task
+            if not torch.isfinite(loss):
+                raise SoftWidthError(f"fit: loss became {float(loss)} at epoch {epoch}, step {scheduler.steps}")
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            optimizer.step()
+            if cost_term is not None and scheduler.widths_learning:
+                cost_term.step()
+            scheduler.step()
+            task_sum += float(task.detach())
+        row = {"epoch": epoch + 1, "train_task": task_sum / steps_per_epoch}
+        if val_data is not None:
+            row["val_task"] = evaluate(model, val_data, loss_fn)
+        row.update(_cost_columns(model, cost_term))
+        row.update({f"width:{k}": v["value"] for k, v in widths(model).items()})
+        history.append(row)
+        bar.set_postfix({k: f"{v:.4g}" for k, v in row.items() if k in ("train_task", "val_task", "cost")})
+        if out is not None:
+            _write_csv(out / "log.csv", history)
+            _save(out / "checkpoint.pt", epoch + 1, model, optimizer, scheduler, cost_term, history)
+    model.eval()
+    plain = consolidate(model)
+    if config.finetune_epochs:
+        _finetune(plain, train_data, loss_fn, config)
+    plain.eval()
+    return FitResult(model=model, consolidated=plain, history=history, widths=widths(model))
+
+
+def _groups(model: nn.Module, config: FitConfig, total_steps: int) -> list[dict]:
+    ws = width_modules(model)
+    ids = {id(w.value) for w in ws}
+    groups = [{"params": [p for p in model.parameters() if id(p) not in ids]}]
+    s = config.schedule
+    learning_steps = max(1.0, (s.freeze - s.warmup) * total_steps)
+    for w in ws:
+        rel = config.width_lr if config.width_lr is not None else config.width_travel / learning_steps
+        groups.append({"params": [w.value], "lr": rel * w.max_size, "weight_decay": 0.0})
+    return groups
+
+
+def _cost_columns(model: nn.Module, cost_term) -> dict:
+    if cost_term is None:
+        return {}
+    row = {"cost": float(cost_term.normalised_cost().detach()),
+           cost_term.kind: float(model_cost(model, cost_term.kind).detach())}
+    if hasattr(cost_term, "multiplier"):
+        row["multiplier"] = cost_term.multiplier
+    return row
+
+
+def _finetune(plain: nn.Module, data: Iterable, loss_fn: LossFn, config: FitConfig) -> None:
+    opt = torch.optim.Adam(plain.parameters(), lr=config.finetune_lr)
+    plain.train()
+    for _ in tqdm(range(config.finetune_epochs), desc="fine-tune", unit="epoch", disable=not config.progress):
+        for batch in data:
+            loss = loss_fn(plain, batch)
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            opt.step()
+
+
+def _write_csv(path: Path, history: list[dict]) -> None:
+    keys = list(dict.fromkeys(k for row in history for k in row))
+    tmp = path.with_suffix(".tmp")
+    with tmp.open("w", newline="") as f:
+        writer = csv.DictWriter(f, fieldnames=keys)
+        writer.writeheader()
+        writer.writerows(history)
+    os.replace(tmp, path)
+
+
+def _save(path: Path, epoch: int, model, optimizer, scheduler, cost_term, history) -> None:
+    state = {
+        "epoch": epoch, "model": model.state_dict(), "optimizer": optimizer.state_dict(),
+        "scheduler": scheduler.state_dict(), "cost_term": cost_term.state_dict() if cost_term else None,
+        "history": history, "rng": torch.get_rng_state(),
+    }
+    tmp = path.with_suffix(".tmp")
+    torch.save(state, tmp)
+    os.replace(tmp, path)  # atomic: a crash leaves the previous checkpoint intact
+
+
+def _load(path: Path, model, optimizer, scheduler, cost_term) -> tuple[int, list[dict]]:
+    try:
+        state = torch.load(path, weights_only=True)
+    except Exception as err:  # corrupt, truncated or not a checkpoint
+        raise SoftWidthError(f"fit: cannot resume from {path}: {err}") from None
+    model.load_state_dict(state["model"])
+    optimizer.load_state_dict(state["optimizer"])
+    scheduler.load_state_dict(state["scheduler"])
+    if cost_term is not None and state["cost_term"] is not None:
+        cost_term.load_state_dict(state["cost_term"])
+    torch.set_rng_state(state["rng"])
+    return int(state["epoch"]), list(state["history"])

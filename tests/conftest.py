@@ -1,0 +1,5 @@
+"""Shared test set-up: one torch thread (the suite's tensors are tiny; threads only add contention)."""
+
+import torch
+
+torch.set_num_threads(1)
