@@ -115,19 +115,37 @@ def test_fixed_layout_gate_is_identity():
 
 
 # -- train mode ------------------------------------------------------------------------------------------
-def test_train_gate_matches_documented_formula():
-    """y = sqrt(s) x + sqrt(1 - s) * sigma * eps, sigma = population std over all other axes, eps ~ N(0, 1)."""
-    a, b = _widths("ramp", temperature=0.8)
+def _documented(layout, temperature):
+    """Signal share s and envelope e of every feature of ``layout`` from the module docstring's formulas."""
+    s, e = [], []
+    for block in layout.blocks:
+        if not isinstance(block, Width):
+            s.append(torch.ones(block)), e.append(torch.ones(block))
+            continue
+        k, i = float(block.value.detach()), torch.arange(block.max_size, dtype=torch.float32)
+        if block.mix == "paper":
+            s.append((k - i).clamp(0.0, 1.0)), e.append((i < k).float())
+        else:
+            s.append(torch.sigmoid((k - i - 0.5) / temperature)), e.append(torch.sigmoid((k - i) / temperature))
+    return torch.cat(s), torch.cat(e)
+
+
+@pytest.mark.parametrize("mix", MIXES)
+def test_train_gate_matches_documented_formula(mix):
+    """y = sqrt(s) x + sqrt(e - s) * sigma * eps, sigma = population std over all other axes, eps ~ N(0, 1)."""
+    a, b = _widths(mix, temperature=0.8)
     layout = sw.concat(a, 3, b)
     x = torch.randn(5, 17, 6) * 2.0 + 1.0
     torch.manual_seed(123)
     y = layout.gate(x, dim=1)
     torch.manual_seed(123)
     eps = torch.randn_like(x)
-    s = layout.shares(x).detach().view(1, 17, 1)
+    s, e = _documented(layout, 0.8)
+    s, e = s.view(1, 17, 1), e.view(1, 17, 1)
     sigma = x.std(dim=(0, 2), correction=0, keepdim=True)
-    expected = s.sqrt() * x + (1 - s).sqrt() * sigma * eps
+    expected = s.sqrt() * x + (e - s).sqrt() * sigma * eps
     assert torch.allclose(y, expected, atol=1e-5)
+    assert torch.equal(y[:, 8:11], x[:, 8:11])  # the fixed block passes untouched
 
 
 @pytest.mark.parametrize("mix", MIXES)
@@ -138,34 +156,49 @@ def test_sigma_is_detached(mix):
     r = torch.randn(16, 8)
     torch.manual_seed(0)
     (w(x) * r).sum().backward()
-    signal, _ = w._signal_noise_weights()
+    signal, _ = w.mix_weights()
     assert torch.allclose(x.grad, r * signal.detach(), atol=1e-6)
-    assert (x.grad[:, 5:].abs() < 1e-3).all()  # pure-noise features pass (almost) no gradient to x
+    assert (x.grad[:, 5:].abs() < 1e-3).all()  # features that are off pass (almost) no gradient to x
 
 
-def test_features_far_below_k_pass_unchanged():
-    w = Width(32, init=20.0, temperature=0.01)
+@pytest.mark.parametrize("mix", MIXES)
+def test_features_far_below_k_pass_unchanged(mix):
+    torch.manual_seed(0)
+    w = Width(32, init=20.0, mix=mix, temperature=0.01)
     x = torch.randn(8, 32)
     y = w(x)
     assert torch.equal(y[:, :16], x[:, :16])
-    assert not torch.equal(y[:, 24:], x[:, 24:])
 
 
-def test_features_far_above_k_are_noise_with_the_feature_std():
+@pytest.mark.parametrize("mix", MIXES)
+def test_features_far_above_k_are_zero(mix):
+    """Past the envelope features are off, as in the paper: exactly zero, not noise."""
+    torch.manual_seed(0)
+    w = Width(32, init=20.0, mix=mix, temperature=0.01)
+    x = torch.randn(8, 32) * 3.0 + 1.0
+    y = w(x)
+    assert torch.equal(y[:, 24:], torch.zeros(8, 8))
+
+
+@pytest.mark.parametrize("mix, k, ramp", [("paper", 4.5, [4]), ("ramp", 8.0, [6, 7, 8, 9, 10])])
+def test_features_in_the_ramp_carry_noise_with_the_feature_std(mix, k, ramp):
+    """Inside the ramp y - sqrt(s) x is zero-mean noise of std sqrt(e - s) * std(x), independent of x."""
     torch.manual_seed(1)
-    w = Width(16, init=4.0, temperature=0.01)
+    w = Width(16, init=k, mix=mix, temperature=1.0)
     scale = torch.linspace(0.5, 4.0, 16)
     offset = torch.linspace(-3.0, 3.0, 16)
     x = offset + scale * torch.randn(2048, 4, 16)  # std per feature = scale, mean != 0
-    y = w(x)
-    far = slice(8, 16)
-    std = y[..., far].reshape(-1, 8).std(dim=0)
-    assert torch.allclose(std, scale[far], rtol=0.05)  # the std, not the RMS, of the input feature
-    assert y[..., far].reshape(-1, 8).mean(dim=0).abs().max() < 0.2  # zero-mean noise
-    xc = (x[..., far] - x[..., far].mean((0, 1))).reshape(-1, 8)
-    yc = (y[..., far] - y[..., far].mean((0, 1))).reshape(-1, 8)
-    corr = (xc * yc).mean(0) / (xc.std(0) * yc.std(0))
-    assert corr.abs().max() < 0.05  # carries no information about x
+    y = w(x).detach()
+    signal, noise = (t.detach() for t in w.mix_weights())
+    assert (noise[ramp] > 0.2).all()  # these features really are in the ramp
+    residual = (y - signal * x)[..., ramp].reshape(-1, len(ramp))
+    std = residual.std(dim=0)
+    assert torch.allclose(std, noise[ramp] * scale[ramp], rtol=0.05)  # the std, not the RMS, of the feature
+    assert (residual.mean(dim=0).abs() < 0.05 * scale[ramp]).all()  # zero-mean noise
+    xc = x[..., ramp].reshape(-1, len(ramp))
+    xc = xc - xc.mean(0)
+    corr = (xc * (residual - residual.mean(0))).mean(0) / (xc.std(0) * residual.std(0))
+    assert corr.abs().max() < 0.05  # the noise carries no information about x
 
 
 def test_train_gate_is_random_eval_gate_is_not():
@@ -192,10 +225,56 @@ def test_task_gradient_reaches_every_width(mix):
 
 def test_gate_without_batch_axis_uses_abs():
     """A 1-d input has no other axis to take a std over: sigma is |x| (documented fallback)."""
-    w = Width(4, init=1.0, temperature=0.01)
+    w = Width(4, init=2.5, mix="paper")
     x = torch.tensor([1.0, -2.0, 3.0, -4.0])
     torch.manual_seed(5)
     y = w(x)
     torch.manual_seed(5)
     eps = torch.randn(4)
-    assert torch.allclose(y[1:], x[1:].abs() * eps[1:], atol=1e-5)
+    assert torch.equal(y[:2], x[:2])
+    assert torch.allclose(y[2], 0.5 ** 0.5 * x[2] + 0.5 ** 0.5 * x[2].abs() * eps[2], atol=1e-5)
+    assert float(y[3]) == 0.0
+
+
+# -- frozen widths ---------------------------------------------------------------------------------------
+@pytest.mark.parametrize("mix", MIXES)
+def test_frozen_layout_gates_like_eval_in_train_mode(mix):
+    a, b = _widths(mix)
+    a.freeze_(), b.freeze_()
+    layout = sw.concat(a, 3, b)
+    x = torch.randn(4, 17, requires_grad=True)
+    y = layout.gate(x)
+    assert a.training and b.training
+    assert torch.equal(y, layout.gate(x))  # no noise
+    a.eval(), b.eval()
+    assert torch.equal(y, layout.gate(x))  # the eval-mode truncation
+    keep = torch.zeros(17, dtype=torch.bool)
+    keep[layout.kept_indices()] = True
+    assert torch.equal(y[:, keep], x[:, keep]) and (y[:, ~keep] == 0).all()
+    a.train(), b.train()
+    assert torch.equal(layout.shares(x), keep.float())
+    (y * torch.randn(4, 17)).sum().backward()
+    assert a.value.grad is None and b.value.grad is None
+
+
+@pytest.mark.parametrize("mix", MIXES)
+def test_frozen_block_next_to_a_learning_width(mix):
+    """One frozen width in a train-mode layout: its block is cut hard, the other block keeps the noise mix."""
+    torch.manual_seed(3)
+    a, b = _widths(mix)
+    a.freeze_()
+    layout = sw.concat(a, 3, b)
+    x = torch.randn(16, 17)
+    y1, y2 = layout.gate(x), layout.gate(x)
+    assert torch.equal(y1[:, :11], y2[:, :11])  # frozen block and fixed block: deterministic
+    assert torch.equal(y1[:, :5], x[:, :5]) and (y1[:, 5:8] == 0).all()
+    assert not torch.equal(y1[:, 11:], y2[:, 11:])  # the learning width still injects noise
+    target = torch.randn(16, 17)
+    (layout.gate(x) - target).square().mean().backward()
+    assert a.value.grad is None
+    assert b.value.grad is not None and float(b.value.grad) != 0.0
+    a.unfreeze_()
+    with torch.no_grad():
+        a.value.add_(0.3)  # off the integer it was rounded to (where the paper mix has no noise)
+    y3, y4 = layout.gate(x), layout.gate(x)
+    assert not torch.equal(y3[:, :8], y4[:, :8])  # unfrozen: noise in a's ramp again

@@ -186,16 +186,87 @@ def test_eval_shares_are_hard_mask_for_both_mixes():
         assert torch.equal(w.shares(), (torch.arange(10) < 7).float())
 
 
+def _documented_mix(mix, k, index, temperature):
+    """Signal share s_i and envelope e_i as the module docstring writes them (independent of the code)."""
+    k = torch.as_tensor(k, dtype=torch.float32)
+    if mix == "paper":
+        return (k - index).clamp(0.0, 1.0), (index < k).float()
+    return torch.sigmoid((k - index - 0.5) / temperature), torch.sigmoid((k - index) / temperature)
+
+
 @pytest.mark.parametrize("mix", ["ramp", "paper"])
-@pytest.mark.parametrize("k", [1.0, 2.0, 3.3, 5.5, 8.0])
-def test_signal_noise_weights_preserve_power(mix, k):
+@pytest.mark.parametrize("k", [1.0, 2.0, 3.3, 5.5, 7.99, 8.0])
+def test_mix_weights_follow_share_and_envelope(mix, k):
+    """signal^2 == s_i and signal^2 + noise^2 == e_i: features inside the envelope keep their power."""
     w = Width(8, init=k, mix=mix, temperature=0.7)
-    signal, noise = w._signal_noise_weights()
-    s = w.shares()
-    assert torch.allclose(signal.square() + noise.square(), torch.ones(8), atol=1e-6)
+    signal, noise = w.mix_weights()
+    i = torch.arange(8, dtype=torch.float32)
+    s, e = _documented_mix(mix, k, i, 0.7)
+    assert signal.shape == noise.shape == (8,)
+    assert (signal >= 0).all() and (noise >= 0).all()
     assert torch.allclose(signal.square(), s, atol=1e-6)
-    (signal.sum() + noise.sum()).backward()
-    assert torch.isfinite(w.value.grad)
+    assert torch.allclose(signal.square() + noise.square(), e, atol=1e-6)
+    assert torch.allclose(signal.square(), w.shares(), atol=1e-6)  # shares() is the signal share
+    if mix == "paper":  # off past the boundary feature, power-preserving up to it
+        assert torch.equal(e, (i < math.ceil(k)).float())
+
+
+@pytest.mark.parametrize("mix", ["ramp", "paper"])
+def test_weights_are_exact_far_from_k(mix):
+    """Far below K a feature passes (signal 1, noise 0); far above it is off (signal 0, noise 0), exactly."""
+    w = Width(16, init=8.0, mix=mix, temperature=0.01)
+    signal, noise = w.mix_weights()
+    assert torch.equal(signal[:6], torch.ones(6)) and torch.equal(noise[:6], torch.zeros(6))
+    assert torch.equal(signal[10:], torch.zeros(6)) and torch.equal(noise[10:], torch.zeros(6))
+
+
+def test_ramp_noise_sits_in_the_ramp():
+    """With the ramp, noise is largest near K and fades out on both sides."""
+    w = Width(32, init=16.0, temperature=1.0)
+    _, noise = w.mix_weights()
+    noise = noise.detach()
+    peak = int(noise.argmax())
+    assert abs(peak - 16) <= 1
+    assert (noise[1 : peak + 1] >= noise[:peak]).all() and (noise[peak + 1 :] <= noise[peak:-1]).all()
+    assert float(noise[0]) < 1e-3 and float(noise[-1]) < 1e-3
+
+
+@pytest.mark.parametrize("mix", ["ramp", "paper"])
+@pytest.mark.parametrize("k", [1.0, 1.0 + 1e-6, 2.0 - 1e-6, 2.0, 2.0 + 1e-6, 3.5, 5.0, 6.0 - 1e-6, 6.0])
+def test_mix_gradients_are_finite_at_and_near_integers(mix, k):
+    torch.manual_seed(0)
+    w = Width(6, init=k, mix=mix, temperature=0.5)
+    signal, noise = w.mix_weights()
+    (signal * torch.randn(6) + noise * torch.randn(6)).sum().backward()
+    assert w.value.grad is not None and torch.isfinite(w.value.grad)
+
+
+@pytest.mark.parametrize("mix", ["ramp", "paper"])
+@pytest.mark.parametrize("k", [1.0, 2.5, 3.0, 4.7, 8.0])
+def test_mix_weights_at_own_size_equal_default(mix, k):
+    """An explicit size=K, index=arange(max_size) gives exactly the default weights and the same gradient."""
+    w = Width(8, init=k, mix=mix, temperature=0.6)
+    default = w.mix_weights()
+    (default[0].sum() + 2 * default[1].sum()).backward()
+    grad = w.value.grad.clone()
+    w.value.grad = None
+    explicit = w.mix_weights(w.real(), torch.arange(8, dtype=torch.float32))
+    (explicit[0].sum() + 2 * explicit[1].sum()).backward()
+    assert torch.equal(default[0], explicit[0]) and torch.equal(default[1], explicit[1])
+    assert torch.equal(grad, w.value.grad)
+
+
+@pytest.mark.parametrize("mix", ["ramp", "paper"])
+def test_mix_weights_at_derived_size(mix):
+    """At a derived size (K / heads over a head axis) the mix is that of a width of that size, same temperature."""
+    heads, k = 4, 13.0
+    w = Width(16, init=k, mix=mix, temperature=0.6, multiple_of=heads)
+    size = w.real() / heads
+    signal, noise = w.mix_weights(size, torch.arange(4, dtype=torch.float32))
+    ref = Width(4, init=k / heads, mix=mix, temperature=0.6).mix_weights()
+    assert torch.allclose(signal, ref[0], atol=1e-6) and torch.allclose(noise, ref[1], atol=1e-6)
+    signal.sum().backward()
+    assert torch.isfinite(w.value.grad) and float(w.value.grad) != 0.0  # flows to K through K / heads
 
 
 @pytest.mark.parametrize("mix", ["ramp", "paper"])
@@ -239,18 +310,79 @@ def test_set_ordering_validates():
 
 @pytest.mark.parametrize("mix", ["ramp", "paper"])
 def test_ordering_one_gives_a_hard_prefix_within_bounds(mix):
+    """Nested dropout: signal 1 on a random prefix, 0 above it, and no noise anywhere (dropped = zero)."""
     torch.manual_seed(0)
     w = Width(16, min_size=4.0, init=10.3, mix=mix)
     w.set_ordering(1.0)
     cuts = set()
     for _ in range(30):
-        signal, noise = w._signal_noise_weights()
-        assert torch.equal(signal + noise, torch.ones(16))  # 0/1 weights: hard prefix, rest noise
+        signal, noise = w.mix_weights()
+        assert torch.equal(noise, torch.zeros(16))
         n = int(signal.sum())
         assert torch.equal(signal, (torch.arange(16) < n).float())
         assert 4 <= n <= 16
         cuts.add(n)
     assert len(cuts) > 3  # the prefix length is random, whatever K is
+    x = torch.randn(8, 16)
+    y = w(x)
+    n = int((y != 0).any(0).sum())
+    assert torch.equal(y[:, :n], x[:, :n]) and torch.equal(y[:, n:], torch.zeros(8, 16 - n))
     w.set_ordering(0.0)
-    signal, _ = w._signal_noise_weights()
-    assert 0 < float(signal[10]) < 1  # back to the mix around K
+    signal, noise = w.mix_weights()
+    assert 0 < float(signal[10]) < 1 and float(noise[10]) > 0  # back to the mix around K
+
+
+@pytest.mark.parametrize("mix", ["ramp", "paper"])
+def test_explicit_size_ignores_ordering(mix):
+    """A derived size/index evaluates the mix itself; ordering only replaces the width's own call."""
+    torch.manual_seed(0)
+    w = Width(8, init=5.5, mix=mix)
+    w.set_ordering(1.0)
+    signal, noise = w.mix_weights(w.real(), torch.arange(8, dtype=torch.float32))
+    s, e = _documented_mix(mix, 5.5, torch.arange(8, dtype=torch.float32), 1.0)
+    assert torch.allclose(signal.square(), s, atol=1e-6)
+    assert torch.allclose(signal.square() + noise.square(), e, atol=1e-6)
+
+
+# -- freezing ---------------------------------------------------------------------------------------
+@pytest.mark.parametrize("mix", ["ramp", "paper"])
+def test_freeze_rounds_stops_gradient_and_gates_hard(mix):
+    torch.manual_seed(0)
+    w = Width(12, min_size=2.0, init=6.6, mix=mix, multiple_of=2)
+    w.set_ordering(1.0)  # a frozen width ignores ordering pressure too
+    w.freeze_()
+    assert w.frozen and w.training
+    assert float(w.value.detach()) == 6.0 and w.rounded == 6
+    assert not w.value.requires_grad
+    mask = (torch.arange(12) < 6).float()
+    assert torch.equal(w.shares(), mask)
+    signal, noise = w.mix_weights()
+    assert torch.equal(signal, mask) and torch.equal(noise, torch.zeros(12))
+    # a derived size (e.g. K / heads) is cut hard as well
+    signal, noise = w.mix_weights(w.real() / 2, torch.arange(6, dtype=torch.float32))
+    assert torch.equal(signal, (torch.arange(6) < 3).float()) and torch.equal(noise, torch.zeros(6))
+    x = torch.randn(5, 12, requires_grad=True)
+    y1, y2 = w(x), w(x)
+    assert torch.equal(y1, y2)  # deterministic in train mode
+    assert torch.equal(y1, w.eval()(x))  # and identical to the eval-mode truncation
+    w.train()
+    (y1 * torch.randn(5, 12)).sum().backward()
+    assert w.value.grad is None and x.grad is not None
+
+
+@pytest.mark.parametrize("mix", ["ramp", "paper"])
+def test_unfreeze_restores_learning_and_noise(mix):
+    torch.manual_seed(0)
+    w = Width(12, init=6.6, mix=mix, temperature=1.0)
+    w.freeze_()
+    w.unfreeze_()
+    assert not w.frozen and w.value.requires_grad
+    assert float(w.value.detach()) == 7.0  # freezing rounded the value; unfreezing learns on from there
+    s, _ = _documented_mix(mix, 7.0, torch.arange(12, dtype=torch.float32), 1.0)
+    assert torch.allclose(w.shares(), s, atol=1e-6)
+    x, target = torch.randn(5, 12), torch.randn(5, 12)
+    (w(x) - target).square().mean().backward()
+    assert w.value.grad is not None and torch.isfinite(w.value.grad) and float(w.value.grad) != 0.0
+    with torch.no_grad():  # a learning step moves K off the integer (where the paper mix has no noise)
+        w.value.sub_(0.3 * w.value.grad.sign())
+    assert not torch.equal(w(x), w(x))  # noise again

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import argparse
 import sys
+from pathlib import Path
 
 from .errors import SoftWidthError
 
@@ -19,6 +20,19 @@ def _demo(args: argparse.Namespace) -> None:
     run_demo(steps=args.steps, seed=args.seed, weight=args.weight)
 
 
+def _synthetic(args: argparse.Namespace) -> None:
+    from dataclasses import replace
+
+    from .experiments.synthetic import SyntheticConfig, run_synthetic
+
+    config = SyntheticConfig.quick() if args.quick else SyntheticConfig()
+    config = replace(config, workers=args.workers)
+    out = args.out or Path("results/synthetic_quick" if args.quick else "results/synthetic")
+    run_synthetic(config, out, resume=args.resume)
+    print((out / "summary.md").read_text())
+    print(f"results written to {out}/ (metrics.json, runs.csv, trajectories.csv, summary.md, *.png)")
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="softwidth", description=__doc__.splitlines()[0])
     sub = parser.add_subparsers(dest="command", required=True)
@@ -27,6 +41,13 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
     demo.add_argument("--weight", type=float, default=0.5, help="FLOP/s penalty weight (default 0.5)")
     demo.set_defaults(func=_demo)
+    syn = sub.add_parser("synthetic", help="the synthetic case study (teacher with d* directions)")
+    syn.add_argument("--quick", action="store_true", help="one seed, fewer runs (under a minute)")
+    syn.add_argument("--out", type=Path, default=None,
+                     help="output folder (default results/synthetic, or results/synthetic_quick with --quick)")
+    syn.add_argument("--resume", action="store_true", help="reuse the runs an interrupted study finished")
+    syn.add_argument("--workers", type=_positive_int, default=2, help="parallel processes (default 2)")
+    syn.set_defaults(func=_synthetic)
     return parser
 
 

@@ -107,7 +107,7 @@ class Layout:
         check_features(x, self.max_size, dim, where=where or self.label)
         if not self.is_dynamic:
             return x
-        training = any(w.training for w in self.widths)
+        training = any(w.training and not w.frozen for w in self.widths)
         shape = [1] * x.dim()
         shape[dim] = self.max_size
         if not training:
@@ -169,5 +169,5 @@ def _mask(block: Width | int, x: torch.Tensor) -> torch.Tensor:
 
 def _weights(block: Width | int, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     if isinstance(block, Width):
-        return block._signal_noise_weights()
+        return block.mix_weights()
     return x.new_ones(block), x.new_zeros(block)

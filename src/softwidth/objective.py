@@ -18,7 +18,7 @@ import torch
 from torch import nn
 
 from .cost import KINDS, cost, params
-from .errors import SoftWidthError
+from .errors import SoftWidthError, is_number
 from .optim import width_modules
 from .probe import Profile
 
@@ -69,7 +69,7 @@ class CostPenalty:
 
     def __init__(self, model: nn.Module, *, weight: float, kind: str = "flops") -> None:
         _check_kind(kind)
-        if not _finite(weight) or weight < 0:
+        if not is_number(weight) or weight < 0:
             raise SoftWidthError(f"CostPenalty: weight must be a finite number >= 0, got {weight!r}")
         self.model, self.weight, self.kind = model, float(weight), kind
         self.full = full_cost(model, kind)
@@ -110,9 +110,9 @@ class BudgetController:
     def __init__(self, model: nn.Module, *, target: float, kind: str = "flops", relative: bool = True,
                  step_size: float = 0.02) -> None:
         _check_kind(kind)
-        if not _finite(target) or target <= 0:
+        if not is_number(target) or target <= 0:
             raise SoftWidthError(f"BudgetController: target must be a finite number > 0, got {target!r}")
-        if not _finite(step_size) or step_size <= 0:
+        if not is_number(step_size) or step_size <= 0:
             raise SoftWidthError(f"BudgetController: step_size must be > 0, got {step_size!r}")
         self.model, self.kind, self.step_size = model, kind, float(step_size)
         self.full = full_cost(model, kind)
@@ -209,14 +209,12 @@ def enforce_budget(model: nn.Module, target: float, *, kind: str = "flops") -> d
 
 
 def _cost_at_min(model: nn.Module, kind: str) -> float:
-    with _widths_at(model, {id(w): w.min_size for w in width_modules(model)}):
+    """Cost at the smallest integer sizes the widths can be rounded to (what enforce_budget can reach)."""
+    lowest = {id(w): float(w.multiple_of * math.ceil(w.min_size / w.multiple_of - 1e-9)) for w in width_modules(model)}
+    with _widths_at(model, lowest):
         return float(model_cost(model, kind).detach())
 
 
 def _check_kind(kind: str) -> None:
     if kind not in KINDS:
         raise SoftWidthError(f"cost kind must be one of {KINDS}, got {kind!r}")
-
-
-def _finite(value: object) -> bool:
-    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)

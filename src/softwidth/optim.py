@@ -2,11 +2,10 @@
 
 from __future__ import annotations
 
-import math
 
 from torch import nn
 
-from .errors import SoftWidthError
+from .errors import SoftWidthError, is_number
 from .width import Width
 
 __all__ = ["param_groups", "project_", "width_modules"]
@@ -24,7 +23,7 @@ def param_groups(model: nn.Module, *, width_lr: float, weight_decay: float = 0.0
     Widths never get weight decay. Call :func:`project_` after ``optimizer.step()`` (widths are also
     projected before each use, so forgetting it cannot leave a width outside its bounds in a forward).
     """
-    if not isinstance(width_lr, (int, float)) or not math.isfinite(width_lr) or width_lr < 0:
+    if not is_number(width_lr) or width_lr < 0:
         raise SoftWidthError(f"param_groups: width_lr must be a finite number >= 0, got {width_lr!r}")
     width_params = {id(w.value): w.value for w in width_modules(model)}
     others = [p for p in model.parameters() if id(p) not in width_params]

@@ -14,14 +14,13 @@ calls in ``forward`` (``F.relu``, ``x + y``, pooling) and parameter-free modules
 
 from __future__ import annotations
 
-import math
 import warnings
 from dataclasses import dataclass, field
 
 import torch
 from torch import nn
 
-from .errors import SoftWidthError
+from .errors import SoftWidthError, is_number
 from .layers import WRAPPERS, DynamicLayer, Elementwise
 from .layers.elementwise import ELEMENTWISE_FLOPS
 from .layout import Layout
@@ -65,8 +64,7 @@ def profile(model: nn.Module, example, *, seconds: float = 1.0) -> Profile:
     """
     if not isinstance(model, nn.Module):
         raise SoftWidthError(f"profile: model must be an nn.Module, got {type(model).__name__}")
-    if not isinstance(seconds, (int, float)) or isinstance(seconds, bool) or not math.isfinite(seconds) \
-            or seconds <= 0:
+    if not is_number(seconds) or seconds <= 0:
         raise SoftWidthError(f"profile: seconds must be a finite number > 0, got {seconds!r}")
     inputs = example if isinstance(example, tuple) else (example,)
     first = next((t for t in inputs if isinstance(t, torch.Tensor)), None)

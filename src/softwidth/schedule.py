@@ -10,7 +10,8 @@ init-independent widths and a consolidated model that scores what the trained on
 - ``[anneal_start, freeze)``: temperature decays geometrically to ``temperature_end`` (towards the hard
   truncation) and ordering pressure is off.
 - ``[freeze, 1]``: widths are rounded to integers (a budget controller enforces its target here) and
-  frozen; the weights adapt to the final sizes, which removes the consolidation gap.
+  frozen, and the gate becomes the hard truncation in train mode too; the weights adapt to exactly the
+  consolidated network, which removes the consolidation gap.
 """
 
 from __future__ import annotations
@@ -97,14 +98,17 @@ class WidthScheduler:
             if w.mix == "ramp":
                 w.set_temperature(s.temperature_end if self.frozen else s.temperature(p))
             w.set_ordering(s.ordering if p < s.anneal_start and not self.frozen else 0.0)
-            w.value.requires_grad_(self.widths_learning)
+            if self.frozen:
+                w.freeze_()
+            else:
+                w.frozen = False
+                w.value.requires_grad_(self.widths_learning)
 
     def _freeze(self) -> None:
         if self.controller is not None and hasattr(self.controller, "enforce"):
             self.controller.enforce()
-        else:
-            for w in width_modules(self.model):
-                w.value.data.fill_(float(w.rounded))
+        for w in width_modules(self.model):
+            w.freeze_()  # rounded, no gradient, hard truncation in train mode too
         self.frozen = True
 
     def step(self) -> None:

@@ -9,9 +9,8 @@ then consolidates, optionally fine-tunes the consolidated model, and returns bot
 from __future__ import annotations
 
 import csv
-import math
 import os
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, Iterable
 
@@ -20,7 +19,7 @@ from torch import nn
 from tqdm.auto import tqdm
 
 from .consolidate import consolidate, widths
-from .errors import SoftWidthError
+from .errors import SoftWidthError, is_number
 from .objective import model_cost
 from .optim import width_modules
 from .schedule import Schedule, WidthScheduler
@@ -50,13 +49,17 @@ class FitConfig:
     progress: bool = True
 
     def __post_init__(self) -> None:
-        if not isinstance(self.epochs, int) or self.epochs < 1:
+        if isinstance(self.epochs, bool) or not isinstance(self.epochs, int) or self.epochs < 1:
             raise SoftWidthError(f"FitConfig: epochs must be an int >= 1, got {self.epochs!r}")
         if not isinstance(self.finetune_epochs, int) or self.finetune_epochs < 0:
             raise SoftWidthError(f"FitConfig: finetune_epochs must be an int >= 0, got {self.finetune_epochs!r}")
+        if self.width_lr is not None and (not is_number(self.width_lr) or self.width_lr <= 0):
+            raise SoftWidthError(f"FitConfig: width_lr must be None or a finite number > 0, got {self.width_lr!r}")
+        if not is_number(self.weight_decay) or self.weight_decay < 0:
+            raise SoftWidthError(f"FitConfig: weight_decay must be a finite number >= 0, got {self.weight_decay!r}")
         for name in ("lr", "finetune_lr", "width_travel"):
             value = getattr(self, name)
-            if not isinstance(value, (int, float)) or not math.isfinite(value) or value <= 0:
+            if not is_number(value) or value <= 0:
                 raise SoftWidthError(f"FitConfig: {name} must be a finite number > 0, got {value!r}")
 
 
@@ -125,7 +128,7 @@ def fit(model: nn.Module, train_data: Iterable, *, loss_fn: LossFn, config: FitC
             task = loss_fn(model, batch)
             loss = task + cost_term.penalty() if cost_term is not None and scheduler.widths_learning else task
             if not torch.isfinite(loss):
-                raise SoftWidthError(f"fit: loss became {float(loss)} at epoch {epoch}, step {scheduler.steps}")
+                raise SoftWidthError(f"fit: loss became {float(loss)} at epoch {epoch + 1}, step {scheduler.steps}")
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             optimizer.step()
@@ -208,12 +211,12 @@ def _save(path: Path, epoch: int, model, optimizer, scheduler, cost_term, histor
 def _load(path: Path, model, optimizer, scheduler, cost_term) -> tuple[int, list[dict]]:
     try:
         state = torch.load(path, weights_only=True)
-    except Exception as err:  # corrupt, truncated or not a checkpoint
-        raise SoftWidthError(f"fit: cannot resume from {path}: {err}") from None
-    model.load_state_dict(state["model"])
-    optimizer.load_state_dict(state["optimizer"])
-    scheduler.load_state_dict(state["scheduler"])
-    if cost_term is not None and state["cost_term"] is not None:
-        cost_term.load_state_dict(state["cost_term"])
-    torch.set_rng_state(state["rng"])
-    return int(state["epoch"]), list(state["history"])
+        model.load_state_dict(state["model"])
+        optimizer.load_state_dict(state["optimizer"])
+        scheduler.load_state_dict(state["scheduler"])
+        if cost_term is not None and state["cost_term"] is not None:
+            cost_term.load_state_dict(state["cost_term"])
+        torch.set_rng_state(state["rng"])
+        return int(state["epoch"]), list(state["history"])
+    except Exception as err:  # corrupt, truncated, not a checkpoint, or another model's
+        raise SoftWidthError(f"fit: cannot resume from {path}: {type(err).__name__}: {err}") from None

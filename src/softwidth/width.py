@@ -3,18 +3,20 @@
 The gate is the paper's noise-injection mix (Gómez & Bäckström, arXiv 2601.13704). Feature ``i`` of
 the governed axis (0-based) gets a signal share ``s_i(K)`` in [0, 1] and is replaced in train mode by
 
-    y_i = sqrt(s_i) * x_i + sqrt(1 - s_i) * sigma_i * eps_i,    eps_i ~ N(0, 1)
+    y_i = sqrt(s_i) * x_i + sqrt(e_i - s_i) * sigma_i * eps_i,    eps_i ~ N(0, 1)
 
-which keeps the feature's power and lets exactly the fraction ``s_i`` of its information through, so the
-information that passes, ``sum_i s_i``, is (about) ``K`` and the task loss is differentiable in ``K``.
+with an envelope ``e_i >= s_i``: features inside the envelope keep their power and let exactly the fraction
+``s_i`` of their information through; features past it are off (zero), as in the paper. The information
+that passes, ``sum_i s_i``, is (about) ``K``, so the task loss is differentiable in ``K``.
 Two share profiles ("mixes") are available:
 
 ``"paper"``
-    ``s_i = clamp(K - i, 0, 1)``: the first ``ceil(K) - 1`` features pass, one boundary feature is mixed
-    with ``frac = K - (ceil(K) - 1)`` in (0, 1], the rest are pure noise. Literal form of the paper;
+    ``s_i = clamp(K - i, 0, 1)``, ``e_i = [i < K]``: the first ``ceil(K) - 1`` features pass, one boundary
+    feature is mixed with ``frac = K - (ceil(K) - 1)`` in (0, 1], the rest are off. Literal form of the paper;
     its gradient is singular just above integers, which traps ``K`` there (see docs/method.md).
 ``"ramp"`` (default)
-    ``s_i = sigmoid((K - i - 1/2) / temperature)``: a smooth ramp whose total share is still ``~K``.
+    ``s_i = sigmoid((K - i - 1/2) / temperature)``, ``e_i = sigmoid((K - i) / temperature)``: a smooth ramp
+    whose total share is still ``~K``; the noise sits in the ramp and fades out above it.
     As ``temperature -> 0`` it tends to the hard truncation at ``round(K)`` used in eval mode and at
     consolidation, so annealing the temperature closes the train/eval gap.
 
@@ -40,7 +42,7 @@ import torch
 from torch import nn
 import torch.nn.functional as F
 
-from .errors import SoftWidthError
+from .errors import SoftWidthError, is_number
 
 __all__ = ["Width", "MIXES"]
 
@@ -85,11 +87,11 @@ class Width(nn.Module):
         if min_size is not None and kappa_min is not None:
             raise SoftWidthError(f"{label}: give min_size or kappa_min, not both")
         if kappa_min is not None:
-            if not _finite(kappa_min) or not 0.0 < kappa_min <= 1.0:
+            if not is_number(kappa_min) or not 0.0 < kappa_min <= 1.0:
                 raise SoftWidthError(f"{label}: kappa_min must be in (0, 1], got {kappa_min!r}")
             min_size = max(1.0, kappa_min * max_size)
         min_size = 1.0 if min_size is None else min_size
-        if not _finite(min_size) or not 1.0 <= min_size <= max_size:
+        if not is_number(min_size) or not 1.0 <= min_size <= max_size:
             raise SoftWidthError(
                 f"{label}: bounds out of order or outside [1, max_size]: min_size={min_size!r}, "
                 f"max_size={max_size}; use 1 <= min_size <= max_size"
@@ -103,7 +105,7 @@ class Width(nn.Module):
         if mix not in MIXES:
             raise SoftWidthError(f"{label}: mix must be one of {MIXES}, got {mix!r}")
         init = float(max_size) if init is None else init
-        if not _finite(init) or not min_size <= init <= max_size:
+        if not is_number(init) or not min_size <= init <= max_size:
             raise SoftWidthError(
                 f"{label}: init={init!r} is outside [min_size, max_size] = [{min_size}, {max_size}]"
             )
@@ -117,6 +119,7 @@ class Width(nn.Module):
         self.set_temperature(temperature)
         self.register_buffer("index", torch.arange(max_size, dtype=torch.float32), persistent=False)
         self.ordering = 0.0  # probability of a nested-dropout truncation per train forward (see set_ordering)
+        self.frozen = False  # see freeze_
 
     # -- value -------------------------------------------------------------------------------
     @property
@@ -125,7 +128,7 @@ class Width(nn.Module):
 
     def set_temperature(self, temperature: float) -> None:
         """Set the ramp temperature (features, > 0)."""
-        if not _finite(temperature) or temperature <= 0:
+        if not is_number(temperature) or temperature <= 0:
             raise SoftWidthError(f"{self.label}: temperature must be a finite number > 0, got {temperature!r}")
         self.temperature.fill_(float(temperature))
 
@@ -134,7 +137,7 @@ class Width(nn.Module):
         hard prefix of ``u ~ Uniform(min_size, max_size)`` features, the rest noise (nested dropout). The
         network then stays useful at every prefix with the most useful information first, so the gradient
         that moves ``K`` does not depend on where ``K`` started. 0 disables it."""
-        if not _finite(probability) or not 0.0 <= probability <= 1.0:
+        if not is_number(probability) or not 0.0 <= probability <= 1.0:
             raise SoftWidthError(f"{self.label}: ordering probability must be in [0, 1], got {probability!r}")
         self.ordering = float(probability)
 
@@ -167,29 +170,56 @@ class Width(nn.Module):
     # -- gate --------------------------------------------------------------------------------
     def shares(self) -> torch.Tensor:
         """Signal shares ``s_i`` in [0, 1], shape ``(max_size,)``; hard 0/1 mask in eval mode."""
-        if not self.training:
+        if not self.training or self.frozen:
             return (self.index < self.rounded).to(self.value.dtype)
         k = self.real()
         if self.mix == "paper":
             return (k - self.index).clamp(0.0, 1.0)
         return torch.sigmoid((k - self.index - 0.5) / self.temperature)
 
-    def _signal_noise_weights(self) -> tuple[torch.Tensor, torch.Tensor]:
-        """``sqrt(s)`` and ``sqrt(1 - s)`` with finite gradients, shape ``(max_size,)`` each."""
-        k = self.real()
+    def mix_weights(self, size: torch.Tensor | None = None, index: torch.Tensor | None = None
+                    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """Train-mode weights ``(sqrt(s_i), sqrt(e_i - s_i))`` of signal and noise, each ``index``-shaped.
+
+        ``s_i`` is the signal share, ``e_i >= s_i`` the envelope of features that are on at all (signal or
+        noise): features past the boundary are off (zero), as in the paper. ``size`` (default: this width's
+        real value, differentiable) and ``index`` (default ``0 .. max_size - 1``) let a layer evaluate the mix
+        at a derived size, e.g. the per-head dimension ``K / heads`` of attention. Gradients are finite for
+        both mixes. A frozen width (see :meth:`freeze_`) returns the hard 0/1 mask and no noise.
+        """
+        own = size is None and index is None
+        index = self.index if index is None else index
+        if self.frozen:
+            keep = (index < self.rounded if own else index < float(size)).to(self.value.dtype)
+            return keep, torch.zeros_like(keep)
+        k = self.real() if size is None else size
         if self.mix == "paper":
-            s = (k - self.index).clamp(0.0, 1.0)
-            signal, noise = s.clamp_min(_EPS).sqrt(), (1.0 - s).clamp_min(_EPS).sqrt()
+            s = (k - index).clamp(0.0, 1.0)
+            signal = _sqrt(s)
+            noise = _sqrt((index < k).to(s.dtype) - s)
         else:
-            z = (k - self.index - 0.5) / self.temperature
-            signal, noise = torch.exp(0.5 * F.logsigmoid(z)), torch.exp(0.5 * F.logsigmoid(-z))
-        if self.ordering > 0.0 and float(torch.rand(())) < self.ordering:
+            z = (k - index) / self.temperature
+            signal = torch.exp(0.5 * F.logsigmoid(z - 0.5 / self.temperature))
+            noise = _sqrt(torch.sigmoid(z) - signal.square())
+        if own and self.ordering > 0.0 and float(torch.rand(())) < self.ordering:
             # nested dropout over the whole range: this forward sees a hard prefix of u features, whatever K
             # is, so every prefix stays useful and ordered and dL/dK does not depend on where K started
             cut = self.min_size + float(torch.rand(())) * (self.max_size - self.min_size)
-            keep = (self.index < cut).to(signal.dtype)
-            signal, noise = keep, 1.0 - keep
+            signal = (index < cut).to(signal.dtype)
+            noise = torch.zeros_like(signal)
         return signal, noise
+
+    @torch.no_grad()
+    def freeze_(self) -> None:
+        """Round the width, stop its gradient and gate with the hard truncation in train mode too."""
+        self.value.fill_(float(self.rounded))
+        self.value.requires_grad_(False)
+        self.frozen = True
+
+    def unfreeze_(self) -> None:
+        """Undo :meth:`freeze_`: the width learns again and train mode uses the noise mix."""
+        self.value.requires_grad_(True)
+        self.frozen = False
 
     def forward(self, x: torch.Tensor, dim: int = -1) -> torch.Tensor:
         """Gate axis ``dim`` of ``x`` (size ``max_size``): noise mix in train mode, truncation in eval."""
@@ -206,5 +236,6 @@ class Width(nn.Module):
         )
 
 
-def _finite(value: object) -> bool:
-    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+def _sqrt(u: torch.Tensor) -> torch.Tensor:
+    """``sqrt(u)`` that is exactly 0 (with zero gradient) where ``u <= _EPS``, finite-gradient elsewhere."""
+    return torch.where(u > _EPS, u.clamp_min(_EPS).sqrt(), torch.zeros_like(u))

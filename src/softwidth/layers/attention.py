@@ -144,12 +144,12 @@ class TransformerEncoderLayer(DynamicLayer):
         if not width.training:
             kept = width.rounded // self.heads
             return (index < kept).to(like.dtype), ones * 0, float(kept)
+        if width.frozen:
+            kept = width.rounded // self.heads
+            return (index < kept).to(like.dtype), ones * 0, float(kept)
         size = width.real() / self.heads
-        if width.mix == "paper":
-            s = (size - index).clamp(0.0, 1.0)
-            return s.clamp_min(_EPS).sqrt(), (1.0 - s).clamp_min(_EPS).sqrt(), size
-        z = (size - index - 0.5) / width.temperature
-        return torch.exp(0.5 * F.logsigmoid(z)), torch.exp(0.5 * F.logsigmoid(-z)), size
+        signal, noise = width.mix_weights(size, index)
+        return signal, noise, size
 
     def _mask(self, src_mask, key_padding_mask, is_causal: bool, x: torch.Tensor, *, unbatched: bool):
         """Additive attention mask broadcastable to the scores ``(N, H, T, T)``, or ``None``."""

@@ -18,7 +18,7 @@ import torch
 from torch import fx, nn
 import torch.nn.functional as F
 
-from ..errors import SoftWidthError
+from ..errors import SoftWidthError, is_number
 from ..layout import Layout
 from ..width import Width
 from ._base import Cost, DynamicLayer
@@ -152,7 +152,7 @@ class LogMel(DynamicLayer):
     ) -> None:
         super().__init__()
         where = self.where
-        if not _number(sample_rate) or sample_rate <= 0:
+        if not is_number(sample_rate) or sample_rate <= 0:
             raise SoftWidthError(f"{where}: sample_rate must be a number of Hz > 0, got {sample_rate!r}")
         if not _integer(n_fft) or n_fft < 2:
             raise SoftWidthError(f"{where}: n_fft must be an int >= 2 (samples), got {n_fft!r}")
@@ -168,11 +168,11 @@ class LogMel(DynamicLayer):
             raise SoftWidthError(f"{where}: n_mels must be an int >= 1, got {n_mels!r}")
         nyquist = sample_rate / 2
         f_max = nyquist if f_max is None else f_max
-        if not _number(f_min) or not _number(f_max) or not 0 <= f_min < f_max <= nyquist:
+        if not is_number(f_min) or not is_number(f_max) or not 0 <= f_min < f_max <= nyquist:
             raise SoftWidthError(
                 f"{where}: need 0 <= f_min < f_max <= sample_rate / 2 = {nyquist:g} Hz, got f_min={f_min!r}, "
                 f"f_max={f_max!r}")
-        if not _number(log_eps) or log_eps <= 0:
+        if not is_number(log_eps) or log_eps <= 0:
             raise SoftWidthError(f"{where}: log_eps must be a number > 0, got {log_eps!r}")
         if width is not None and not isinstance(width, Width):
             raise SoftWidthError(f"{where}: width must be a softwidth.Width or None, got {type(width).__name__}")
@@ -197,7 +197,7 @@ class LogMel(DynamicLayer):
         """The band count the bank is built for: real ``K`` (train), ``width.rounded`` (eval) or ``n_mels``."""
         if self.width is None:
             return float(self.n_mels)
-        return self.width.real() if self.width.training else float(self.width.rounded)
+        return self.width.real() if self.width.training and not self.width.frozen else float(self.width.rounded)
 
     def filters(self) -> torch.Tensor:
         """The current mel bank, ``(n_freq, n_mels)`` in the basis dtype (differentiable in ``K``)."""
@@ -262,7 +262,3 @@ class LogMel(DynamicLayer):
 
 def _integer(value: object) -> bool:
     return isinstance(value, int) and not isinstance(value, bool)
-
-
-def _number(value: object) -> bool:
-    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)

@@ -33,7 +33,7 @@ from torch.func import functional_call
 from torch.nn.utils.rnn import PackedSequence
 
 from ..errors import SoftWidthError
-from ..layout import Layout, WidthLike, check_features
+from ..layout import WidthLike, check_features
 from ..width import Width
 from ._base import Cost, DynamicLayer, as_layout, take
 
@@ -86,7 +86,7 @@ class _Recurrent(DynamicLayer):
         self._check_state(hx, x)
         if not self.hidden_layout.is_dynamic:
             return self.rnn(x, hx)
-        hard = not any(w.training for w in self.hidden_layout.widths)
+        hard = not any(w.training and not w.frozen for w in self.hidden_layout.widths)
         weight = self.rnn.weight_hh_l0
         s = self.hidden_layout.shares(weight)  # (H,): 0/1 in eval mode, soft in train mode
         if hard and hx is not None:

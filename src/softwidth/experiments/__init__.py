@@ -1,0 +1,1 @@
+"""Case studies: one recipe per study, each runnable by one ``softwidth`` subcommand."""

@@ -1,0 +1,77 @@
+"""Smoke-size run of the synthetic case study: the files it writes and the properties it must keep."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import replace
+
+import pytest
+
+from softwidth.experiments.synthetic import SyntheticConfig, make_data, plan, run_synthetic
+from softwidth.experiments.synthetic_report import hypervolume, lower_envelope
+
+SMALL = replace(SyntheticConfig.quick(), train_size=3000, test_size=1000, epochs=10, weights=(0.3, 1.0, 3.0),
+                targets=(0.25,), sweep_bottleneck=(4, 32), sweep_hidden=(16, 64), prune_finetune_epochs=2,
+                workers=2)
+
+
+@pytest.fixture(scope="module")
+def study(tmp_path_factory):
+    out = tmp_path_factory.mktemp("synthetic")
+    return run_synthetic(SMALL, out, progress=False), out
+
+
+def test_writes_every_result_file(study):
+    _, out = study
+    for name in ("metrics.json", "runs.csv", "trajectories.csv", "summary.md", "config.json", "trajectories.png",
+                 "pareto.png"):
+        assert (out / name).stat().st_size > 0, name
+    config = json.loads((out / "config.json").read_text())
+    assert config["config"]["seeds"] == [0] and "torch" in config["environment"]
+
+
+def test_default_method_is_init_invariant_and_monotone(study):
+    metrics, _ = study
+    default = metrics["methods"]["default"]
+    for weight, row in default["init_invariance"].items():
+        assert row["pass"], (weight, row)
+    assert default["monotone_pass"]
+
+
+def test_literal_variant_is_measured_and_stays_near_its_init(study):
+    """The paper's literal mix traps widths at their initial value (method.md): the table must show it."""
+    metrics, _ = study
+    literal = metrics["methods"]["literal"]
+    worst = max(row["max_rel_diff"]["mean"] for row in literal["init_invariance"].values())
+    assert worst > 0.10
+
+
+def test_budget_target_is_hit_and_consolidation_has_no_gap(study):
+    metrics, _ = study
+    default = metrics["methods"]["default"]
+    assert default["targets_pass"], default["targets"]
+    assert default["consolidation_gap"]["pass"]
+    assert default["consolidation_gap"]["train_mode_pass"]
+
+
+def test_data_is_deterministic_and_standardised():
+    x1, y1 = make_data(SMALL, "train")
+    x2, y2 = make_data(SMALL, "train")
+    assert (x1 == x2).all() and (y1 == y2).all()
+    assert 0.5 < float(y1.std()) < 1.5
+    xt, _ = make_data(SMALL, "test")
+    assert not (xt[:10] == x1[:10]).all()
+
+
+def test_plan_covers_both_methods_both_inits_and_the_sweep():
+    tasks = plan(SMALL)
+    kinds = {(t["kind"], t.get("method"), t.get("init")) for t in tasks}
+    assert ("weight", "default", "min") in kinds and ("weight", "literal", "max") in kinds
+    assert sum(t["kind"] == "fixed" for t in tasks) == 2 * 2 * 2
+
+
+def test_hypervolume_and_envelope():
+    pts = [(0.5, 0.5), (0.25, 0.75), (0.6, 0.6)]
+    assert lower_envelope(pts) == [(0.25, 0.75), (0.5, 0.5)]
+    assert hypervolume(pts) == pytest.approx(0.75 * 0.25 + 0.5 * 0.25)
+    assert hypervolume([(1.5, 0.1)]) == 0.0

@@ -1,0 +1,333 @@
+"""Tests of softwidth.objective: the normalised cost penalty, the budget controller and budget enforcement."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+from hypothesis import given, settings, strategies as st
+from torch import nn
+
+import softwidth as sw
+from softwidth import BudgetController, CostPenalty, SoftWidthError, Width
+from softwidth.layers import Linear
+from softwidth.objective import _widths_at, enforce_budget, full_cost, model_cost
+from softwidth.optim import width_modules
+
+pytestmark = pytest.mark.filterwarnings("ignore:Converting a tensor with requires_grad")
+
+SECONDS = 0.01  # the probe input (1 example, 1 position) holds 10 ms of audio
+
+
+def _mlp(sizes=(8, 12, 10, 1), *, init=None, **width_options):
+    """Linear-only chain ``sizes[0] -> ... -> sizes[-1]``; every hidden size is a width. Profiled."""
+    hidden = sizes[1:-1]
+    widths = [Width(n, init=None if init is None else init[i], **width_options) for i, n in enumerate(hidden)]
+    layers, prev = [], None
+    for i, (n_in, n_out) in enumerate(zip(sizes[:-1], sizes[1:])):
+        out = widths[i] if i < len(widths) else None
+        layers.append(Linear(nn.Linear(n_in, n_out), in_width=prev, out_width=out))
+        prev = out
+    model = nn.Sequential(*layers)
+    sw.profile(model, torch.zeros(1, sizes[0]), seconds=SECONDS)
+    return model, widths
+
+
+def _chain_cost(sizes, kind):
+    """Independent closed form for a chain of biased Linear layers at (real) sizes, 1 position per example."""
+    pairs = list(zip(sizes[:-1], sizes[1:]))
+    if kind == "params":
+        return sum(i * o + o for i, o in pairs)
+    macs = sum(i * o for i, o in pairs)
+    return (2 * macs if kind == "flops" else macs) / SECONDS
+
+
+def _cost(model, kind="flops"):
+    return float(model_cost(model, kind).detach())
+
+
+def _set(widths, values):
+    with torch.no_grad():
+        for w, v in zip(widths, values):
+            w.value.fill_(float(v))
+
+
+# -- model_cost / full_cost ------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("kind", ["flops", "macs", "params"])
+def test_model_cost_matches_closed_form_at_real_widths(kind):
+    model, (a, b) = _mlp(init=(5.3, 3.7))
+    assert _cost(model, kind) == pytest.approx(_chain_cost((8, 5.3, 3.7, 1), kind), rel=1e-6)
+
+
+@pytest.mark.parametrize("kind", ["flops", "macs", "params"])
+def test_full_cost_is_cost_at_max_and_leaves_widths_alone(kind):
+    model, widths = _mlp(init=(5.3, 3.7))
+    before = [w.value.detach().clone() for w in widths]
+    full = full_cost(model, kind)
+    assert [torch.equal(w.value.detach(), v) for w, v in zip(widths, before)] == [True, True]
+    assert all(w.value.requires_grad for w in widths)
+    assert full == pytest.approx(_chain_cost((8, 12, 10, 1), kind), rel=1e-6)
+    _set(widths, (12, 10))
+    assert full == pytest.approx(_cost(model, kind), rel=1e-7)
+    if kind == "params":  # and it is what the stock full-size model has
+        assert full == sum(p.numel() for p in sw.consolidate(model).parameters())
+
+
+def test_widths_at_restores_after_an_error():
+    model, (a, b) = _mlp(init=(5.3, 3.7))
+    with pytest.raises(RuntimeError, match="boom"):
+        with _widths_at(model, {id(a): 12.0}):
+            assert float(a.value) == 12.0
+            raise RuntimeError("boom")
+    assert float(a.value) == pytest.approx(5.3)
+
+
+# -- CostPenalty -------------------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("kind", ["flops", "macs", "params"])
+@pytest.mark.parametrize("weight", [0.0, 0.3, 2.0])
+def test_penalty_is_weight_times_normalised_cost(kind, weight):
+    model, _ = _mlp(init=(5.3, 3.7))
+    term = CostPenalty(model, weight=weight, kind=kind)
+    expected = weight * _chain_cost((8, 5.3, 3.7, 1), kind) / _chain_cost((8, 12, 10, 1), kind)
+    assert float(term.penalty()) == pytest.approx(expected, rel=1e-6, abs=1e-12)
+    assert float(term.normalised_cost()) == pytest.approx(
+        _chain_cost((8, 5.3, 3.7, 1), kind) / _chain_cost((8, 12, 10, 1), kind), rel=1e-6)
+    assert term.full == pytest.approx(_chain_cost((8, 12, 10, 1), kind), rel=1e-6)
+    term.step()  # a fixed weight does not move
+    assert term.weight == weight
+
+
+@pytest.mark.parametrize("kind", ["flops", "params"])
+def test_penalty_gradient_reaches_every_width(kind):
+    model, (a, b) = _mlp(init=(5.3, 3.7))
+    term = CostPenalty(model, weight=0.5, kind=kind)
+    term.penalty().backward()
+    full = _chain_cost((8, 12, 10, 1), kind)
+    # d/da, d/db of the chain cost 8a + ab + b (x2/seconds for FLOP/s; + a + b biases for params)
+    if kind == "flops":
+        da, db = 2 * (8 + 3.7) / SECONDS, 2 * (5.3 + 1) / SECONDS
+    else:
+        da, db = 8 + 3.7 + 1, 5.3 + 1 + 1
+    assert float(a.value.grad) == pytest.approx(0.5 * da / full, rel=1e-5)
+    assert float(b.value.grad) == pytest.approx(0.5 * db / full, rel=1e-5)
+    weights = [p for n, p in model.named_parameters() if not n.endswith("value")]
+    assert all(p.grad is None for p in weights)  # the cost depends on the widths only
+
+
+@pytest.mark.parametrize("weight", [-0.1, float("nan"), float("inf"), True, "1"])
+def test_penalty_rejects_bad_weight(weight):
+    model, _ = _mlp()
+    with pytest.raises(SoftWidthError, match="weight must be a finite number >= 0"):
+        CostPenalty(model, weight=weight)
+
+
+@pytest.mark.parametrize("cls, options", [(CostPenalty, {"weight": 1.0}), (BudgetController, {"target": 0.5})])
+def test_bad_kind(cls, options):
+    model, _ = _mlp()
+    with pytest.raises(SoftWidthError, match="cost kind must be one of"):
+        cls(model, kind="joules", **options)
+    with pytest.raises(SoftWidthError, match="cost kind must be one of"):
+        model_cost(model, "FLOPS")
+
+
+def test_flops_need_a_profile_but_params_do_not():
+    a = Width(6, init=4.0)
+    model = nn.Sequential(Linear(nn.Linear(3, 6), out_width=a), Linear(nn.Linear(6, 2), in_width=a))
+    with pytest.raises(SoftWidthError, match="has not been probed"):
+        CostPenalty(model, weight=1.0)
+    term = CostPenalty(model, weight=1.0, kind="params")
+    assert float(term.penalty()) == pytest.approx((3 * 4 + 4 + 4 * 2 + 2) / (3 * 6 + 6 + 6 * 2 + 2))
+
+
+def test_penalty_state_dict_round_trip():
+    model, _ = _mlp()
+    term, other = CostPenalty(model, weight=0.25), CostPenalty(model, weight=3.0)
+    other.load_state_dict(term.state_dict())
+    assert other.weight == 0.25
+
+
+# -- BudgetController ------------------------------------------------------------------------------------
+
+def test_controller_relative_and_absolute_targets():
+    model, _ = _mlp(init=(5.3, 3.7))
+    full = _chain_cost((8, 12, 10, 1), "flops")
+    rel = BudgetController(model, target=0.4)
+    assert rel.full == pytest.approx(full, rel=1e-6)
+    assert rel.target == pytest.approx(0.4 * full, rel=1e-6)
+    absolute = BudgetController(model, target=0.4 * full, relative=False)
+    assert absolute.target == pytest.approx(0.4 * full, rel=1e-12)
+    params = BudgetController(model, target=100, relative=False, kind="params")
+    assert params.target == 100.0 and params.full == _chain_cost((8, 12, 10, 1), "params")
+    assert rel.multiplier == 0.0 and float(rel.penalty()) == 0.0
+    rel.multiplier = 0.7
+    assert float(rel.penalty()) == pytest.approx(0.7 * _chain_cost((8, 5.3, 3.7, 1), "flops") / rel.target)
+    assert float(rel.normalised_cost()) == pytest.approx(_chain_cost((8, 5.3, 3.7, 1), "flops") / full)
+
+
+def test_controller_validation():
+    model, _ = _mlp(min_size=2.0)
+    full = _chain_cost((8, 12, 10, 1), "flops")
+    lowest = _chain_cost((8, 2, 2, 1), "flops")
+    BudgetController(model, target=1.0)  # the full model is a valid budget
+    BudgetController(model, target=lowest, relative=False)  # so is the all-min model
+    with pytest.raises(SoftWidthError, match="above the full model's cost"):
+        BudgetController(model, target=1.01)
+    with pytest.raises(SoftWidthError, match="above the full model's cost"):
+        BudgetController(model, target=full * 1.01, relative=False)
+    with pytest.raises(SoftWidthError, match="below the cost with every width at its minimum"):
+        BudgetController(model, target=lowest * 0.99, relative=False)
+    with pytest.raises(SoftWidthError, match="below the cost with every width at its minimum"):
+        BudgetController(model, target=0.01)
+    for bad in (0.0, -0.5, float("nan"), float("inf"), True):
+        with pytest.raises(SoftWidthError, match="target must be a finite number > 0"):
+            BudgetController(model, target=bad)
+    for bad in (0.0, -0.01, float("nan"), float("inf")):
+        with pytest.raises(SoftWidthError, match="step_size must be > 0"):
+            BudgetController(model, target=0.5, step_size=bad)
+
+
+def test_controller_rejects_a_target_no_integer_widths_meet():
+    model, (a, b) = _mlp(min_size=2.5)  # smallest integer sizes are 3, 3
+    lowest_real = _chain_cost((8, 2.5, 2.5, 1), "flops")
+    with pytest.raises(SoftWidthError, match="below the cost"):
+        controller = BudgetController(model, target=lowest_real, relative=False)
+        controller.enforce()  # today: accepted above, raises only here, after most of training
+
+
+def test_controller_step_is_dual_ascent():
+    model, widths = _mlp(init=(12.0, 10.0))
+    c = BudgetController(model, target=0.5, step_size=0.1)
+    c.step()  # at full size: cost / target - 1 = 1
+    assert c.multiplier == pytest.approx(0.1)
+    c.step()
+    assert c.multiplier == pytest.approx(0.2)
+    _set(widths, (6, 5))  # cost = (48 + 30 + 5) / (96 + 120 + 10) of full = 0.367 < 0.5
+    excess = (48 + 30 + 5) / (96 + 120 + 10) / 0.5 - 1
+    c.step()
+    assert c.multiplier == pytest.approx(0.2 + 0.1 * excess)
+    assert c.multiplier < 0.2
+    for _ in range(20):
+        c.step()
+    assert c.multiplier == 0.0  # clipped at zero, never negative
+
+
+def test_controller_penalty_pushes_widths_down():
+    model, (a, b) = _mlp(init=(9.0, 7.0))
+    c = BudgetController(model, target=0.3)
+    c.multiplier = 1.0
+    c.penalty().backward()
+    assert float(a.value.grad) > 0 and float(b.value.grad) > 0
+
+
+def test_controller_state_dict_round_trip(tmp_path):
+    model, _ = _mlp()
+    c = BudgetController(model, target=0.5, step_size=0.3)
+    c.step()
+    c.step()
+    torch.save(c.state_dict(), tmp_path / "c.pt")
+    other = BudgetController(model, target=0.8)
+    other.load_state_dict(torch.load(tmp_path / "c.pt", weights_only=True))
+    assert other.multiplier == c.multiplier == pytest.approx(0.6)
+    assert other.target == c.target
+
+
+def test_enforce_meets_the_budget_closely():
+    """Two widths of 64 (one feature of either is < 2.5 % of the budget): cost lands in [0.97, 1] x target."""
+    torch.manual_seed(0)
+    model, widths = _mlp((8, 64, 64, 1), init=(50.3, 20.8))
+    for target in (0.2, 0.45, 0.7):
+        _set(widths, (50.3, 20.8))
+        c = BudgetController(model, target=target)
+        sizes = c.enforce()
+        cost = _cost(model)
+        assert cost <= c.target
+        assert cost >= 0.97 * c.target
+        assert sizes == {w.label: int(w.value) for w in widths}
+        for w in widths:
+            assert float(w.value) == w.rounded == int(w.value)  # integers, kept by consolidation
+
+
+def test_enforce_already_under_budget_grows_to_fill_it():
+    model, widths = _mlp((8, 64, 64, 1), init=(3.0, 3.0))
+    c = BudgetController(model, target=0.5)
+    c.enforce()
+    assert 0.97 * c.target <= _cost(model) <= c.target
+
+
+def test_enforce_respects_multiple_of_and_min_size():
+    model, widths = _mlp((8, 64, 32, 1), init=(60.0, 30.0), multiple_of=8, min_size=12.0)
+    c = BudgetController(model, target=0.25)
+    sizes = c.enforce()
+    assert _cost(model) <= c.target
+    for w in widths:
+        n = sizes[w.label]
+        assert n % 8 == 0 and 16 <= n <= w.max_size  # 12 rounds up to the next multiple, 16
+        assert float(w.value) == n == w.rounded
+    assert sw.consolidate(model)[0].out_features == sizes[widths[0].label]
+
+
+def test_enforce_budget_needs_widths():
+    model = nn.Sequential(Linear(nn.Linear(3, 2)))
+    with pytest.raises(SoftWidthError, match="has no widths"):
+        enforce_budget(model, 10.0, kind="params")
+
+
+def test_enforce_budget_refuses_an_impossible_target():
+    model, widths = _mlp()
+    with pytest.raises(SoftWidthError, match="no integer widths reach cost"):
+        enforce_budget(model, 1.0, kind="params")
+
+
+# -- enforce_budget on random widths and targets ------------------------------------------------------------
+
+@st.composite
+def _budget_case(draw):
+    n = draw(st.integers(1, 3))
+    hidden = []
+    for _ in range(n):
+        q = draw(st.sampled_from([1, 1, 2, 4]))
+        max_size = q * draw(st.integers(1, 12))
+        min_size = draw(st.floats(1.0, float(max_size)))
+        init = draw(st.floats(min_size, float(max_size)))
+        hidden.append((max_size, q, min_size, init))
+    kind = draw(st.sampled_from(["flops", "params"]))
+    fraction = draw(st.floats(0.0, 1.0))
+    return hidden, kind, fraction
+
+
+@settings(max_examples=25, deadline=None, derandomize=True)
+@given(case=_budget_case())
+def test_enforce_budget_is_feasible_integer_and_maximal(case):
+    hidden, kind, fraction = case
+    widths = [Width(m, multiple_of=q, min_size=lo, init=k) for m, q, lo, k in hidden]
+    sizes = [3] + [m for m, *_ in hidden] + [2]
+    layers = [Linear(nn.Linear(i, o), in_width=widths[j - 1] if j else None,
+                     out_width=widths[j] if j < len(widths) else None)
+              for j, (i, o) in enumerate(zip(sizes[:-1], sizes[1:]))]
+    model = nn.Sequential(*layers)
+    sw.profile(model, torch.zeros(1, 3), seconds=SECONDS)
+    lowest = [q * math.ceil(lo / q - 1e-9) for m, q, lo, k in hidden]
+    with _widths_at(model, {id(w): float(n) for w, n in zip(widths, lowest)}):
+        floor = _cost(model, kind)
+    full = full_cost(model, kind)
+    target = floor + fraction * (full - floor)
+
+    result = enforce_budget(model, target, kind=kind)
+
+    cost = _cost(model, kind)
+    assert cost <= target * (1 + 1e-9)
+    assert set(result) == {w.label for w in widths}
+    for w, (m, q, lo, _) in zip(widths, hidden):
+        value = float(w.value)
+        assert value == int(value) == result[w.label] == w.rounded
+        assert lo <= value <= m and value % q == 0
+    for w in widths:  # maximal: no single width can grow one step and still fit
+        grown = float(w.value) + w.multiple_of
+        if grown > w.max_size:
+            continue
+        with _widths_at(model, {id(w): grown}):
+            assert _cost(model, kind) > target
+    assert width_modules(model) == widths
