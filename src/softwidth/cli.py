@@ -23,12 +23,15 @@ def _demo(args: argparse.Namespace) -> None:
 def _synthetic(args: argparse.Namespace) -> None:
     from dataclasses import replace
 
-    from .experiments.synthetic import SyntheticConfig, run_synthetic
+    from .experiments.synthetic import SyntheticConfig, report_from_runs, run_synthetic
 
     config = SyntheticConfig.quick() if args.quick else SyntheticConfig()
     config = replace(config, workers=args.workers)
     out = args.out or Path("results/synthetic_quick" if args.quick else "results/synthetic")
-    run_synthetic(config, out, resume=args.resume)
+    if args.report_only:
+        report_from_runs(out)
+    else:
+        run_synthetic(config, out, resume=args.resume)
     print((out / "summary.md").read_text())
     print(f"results written to {out}/ (metrics.json, runs.csv, trajectories.csv, summary.md, *.png)")
 
@@ -46,6 +49,8 @@ def build_parser() -> argparse.ArgumentParser:
     syn.add_argument("--out", type=Path, default=None,
                      help="output folder (default results/synthetic, or results/synthetic_quick with --quick)")
     syn.add_argument("--resume", action="store_true", help="reuse the runs an interrupted study finished")
+    syn.add_argument("--report-only", action="store_true",
+                     help="rewrite metrics, tables and plots from the stored runs without training")
     syn.add_argument("--workers", type=_positive_int, default=2, help="parallel processes (default 2)")
     syn.set_defaults(func=_synthetic)
     return parser

@@ -10,9 +10,9 @@ import pytest
 from softwidth.experiments.synthetic import SyntheticConfig, make_data, plan, run_synthetic
 from softwidth.experiments.synthetic_report import hypervolume, lower_envelope
 
-SMALL = replace(SyntheticConfig.quick(), train_size=3000, test_size=1000, epochs=10, weights=(0.3, 1.0, 3.0),
-                targets=(0.25,), sweep_bottleneck=(4, 32), sweep_hidden=(16, 64), prune_finetune_epochs=2,
-                workers=2)
+SMALL = replace(SyntheticConfig.quick(), train_size=3000, test_size=1000, epochs=16, weights=(1.0, 3.0),
+                moderate_weight=1.0, targets=(0.25,), sweep_bottleneck=(4, 32), sweep_hidden=(16, 64),
+                prune_finetune_epochs=2, workers=2)
 
 
 @pytest.fixture(scope="module")

@@ -27,6 +27,7 @@ from tqdm.auto import tqdm
 
 from .. import __version__
 from ..consolidate import consolidate
+from ..errors import SoftWidthError
 from ..cost import params
 from ..layers import Linear
 from ..objective import BudgetController, CostPenalty, full_cost, model_cost
@@ -53,21 +54,23 @@ class SyntheticConfig:
     train_size: int = 8000
     test_size: int = 4000
     batch_size: int = 128
-    epochs: int = 20
+    epochs: int = 30
     weights: tuple[float, ...] = (0.1, 0.3, 1.0, 3.0, 10.0)
-    moderate_weight: float = 1.0
+    moderate_weight: float = 0.3
     targets: tuple[float, ...] = (0.5, 0.25, 0.1)
     seeds: tuple[int, ...] = (0, 1, 2)
     sweep_bottleneck: tuple[int, ...] = (4, 6, 8, 12, 32)
     sweep_hidden: tuple[int, ...] = (8, 16, 32, 64)
     prune_finetune_epochs: int = 5
+    anneal_start: float = Schedule.anneal_start
+    freeze: float = Schedule.freeze
     frames_per_second: float = 100.0
     workers: int = 2
 
     @classmethod
     def quick(cls) -> "SyntheticConfig":
         """A one-minute version: one seed, three weights, a coarse sweep."""
-        return cls(train_size=4000, test_size=2000, epochs=12, weights=(0.3, 1.0, 3.0), targets=(0.5, 0.25),
+        return cls(train_size=4000, test_size=2000, epochs=16, weights=(0.3, 1.0, 3.0), targets=(0.5, 0.25),
                    seeds=(0,), sweep_bottleneck=(4, 8, 32), sweep_hidden=(16, 64), prune_finetune_epochs=3)
 
 
@@ -152,7 +155,7 @@ def run_one(task: dict) -> dict:
     full = full_cost(model, "flops")
     term = (BudgetController(model, target=task["target"]) if kind == "target"
             else CostPenalty(model, weight=task["weight"]))
-    schedule = Schedule.literal() if literal else Schedule()
+    schedule = Schedule.literal() if literal else Schedule(anneal_start=config.anneal_start, freeze=config.freeze)
     result = fit(model, _batches(xtr, ytr, config.batch_size, task["seed"]), loss_fn=_loss, config=FitConfig(
         epochs=config.epochs, schedule=schedule, width_travel=6.0, progress=False), cost_term=term)
     if kind == "target" and literal:  # no freeze phase: round to the budget after training
@@ -304,6 +307,24 @@ def run_synthetic(config: SyntheticConfig, out_dir: str | os.PathLike = "results
                    "machine": platform.machine(), "processor": platform.processor(), "cpus": os.cpu_count()}
     (out / "config.json").write_text(json.dumps({"config": asdict(config), "environment": environment},
                                                 indent=2) + "\n")
+    return write_report(records, config, out)
+
+
+def report_from_runs(out_dir: str | os.PathLike) -> dict:
+    """Rewrite the metrics, tables and plots of a finished study from its stored runs (no training)."""
+    out = Path(out_dir)
+    try:
+        raw = json.loads((out / "config.json").read_text())["config"]
+        config = SyntheticConfig(**{k: tuple(v) if isinstance(v, list) else v for k, v in raw.items()})
+    except (OSError, ValueError, KeyError, TypeError) as err:
+        raise SoftWidthError(f"no finished synthetic study in {out}: {err}") from None
+    records: list[dict] = []
+    for path in sorted((out / "runs").glob("*.json")):
+        stored = json.loads(path.read_text())
+        if stored["task"]["config"] != raw:  # a run of another configuration
+            continue
+        record = stored["record"]
+        records.extend(record if isinstance(record, list) else [record])
     return write_report(records, config, out)
 
 
