@@ -1,7 +1,8 @@
 """Is a consolidated model really faster? Wall-clock ratio full / consolidated, measured in one run.
 
 A 1-D conv + GRU frame classifier (80 log-mel bands in, 100 frames = 1 s of audio at 10 ms) is made
-dynamic; its widths are set so the consolidated model has about 25 % of the full FLOP/s; both are timed on
+dynamic; its widths are set by ``enforce_budget`` to the largest integers (one common scale) within 25 % of
+the full FLOP/s; the consolidated and the full model are timed on
 CPU with ``torch.utils.benchmark`` (warm-up, repeated blocked runs, median). Writes
 ``results/bench/consolidation_speed.json`` and prints a table.
 
@@ -20,6 +21,7 @@ from torch import nn
 from torch.utils import benchmark
 
 import softwidth as sw
+from softwidth.objective import enforce_budget
 
 
 class FrameClassifier(nn.Module):
@@ -59,9 +61,7 @@ def main() -> None:
     model = FrameClassifier(c1, c2, h).eval()
     sw.profile(model, torch.zeros(1, 100, 80), seconds=1.0)
     full_flops = sw.flops_per_second(model).item()
-    for w in (c1, c2, h):
-        with torch.no_grad():
-            w.value.fill_(128.0)  # half of every width: about a quarter of the FLOP/s
+    enforce_budget(model, 0.25 * full_flops)  # the largest equal-ratio integer widths within 25 % of the FLOP/s
     small_flops = sw.flops_per_second(model).item()
     small = sw.consolidate(model)
     full = sw.consolidate(FrameClassifier(sw.Width(256), sw.Width(256), sw.Width(256)).eval())
@@ -72,6 +72,7 @@ def main() -> None:
         rows.append({"batch": batch, "full_ms": 1e3 * t_full, "consolidated_ms": 1e3 * t_small,
                      "speedup": t_full / t_small})
     result = {
+        "widths": {w.label: w.rounded for w in (c1, c2, h)},
         "full_mflops_per_s": full_flops / 1e6, "consolidated_mflops_per_s": small_flops / 1e6,
         "flops_ratio": small_flops / full_flops, "threads": args.threads, "rows": rows,
         "machine": platform.processor() or platform.machine(), "torch": torch.__version__,
