@@ -16,7 +16,7 @@ from softwidth.schedule import WidthScheduler
 
 pytestmark = pytest.mark.filterwarnings("ignore:Converting a tensor with requires_grad")
 
-# 10 steps: warm-up [0, 2), learning with ordering [2, 5), annealing [5, 8), frozen [8, 10]
+# 10 steps: warm-up [0, 2) (ordering 1), learning with ordering 0.5 [2, 5), annealing [5, 8), frozen [8, 10]
 SCHEDULE = Schedule(warmup=0.2, anneal_start=0.5, freeze=0.8, temperature_start=2.0, temperature_end=0.05,
                     ordering=0.5)
 
@@ -122,9 +122,9 @@ def test_phases():
         assert scheduler.steps == step
         p = min(1.0, step / 10)
         req = [w.value.requires_grad for w in (a, b, paper)]
-        if p < 0.2:  # warm-up: widths held, ordering on
+        if p < 0.2:  # warm-up: widths held, every forward a random prefix (ordering 1)
             assert req == [False] * 3 and not scheduler.widths_learning
-            assert a.ordering == b.ordering == paper.ordering == 0.5
+            assert a.ordering == b.ordering == paper.ordering == 1.0
         elif p < 0.5:  # learning with ordering pressure
             assert req == [True] * 3 and scheduler.widths_learning
             assert a.ordering == 0.5
@@ -200,7 +200,7 @@ def test_state_dict_round_trip():
     other_model, (c, d) = _model()
     other_model.load_state_dict(model.state_dict())
     other = WidthScheduler(other_model, SCHEDULE, total_steps=10)
-    assert other.steps == 0 and c.ordering == 0.5 and not c.value.requires_grad
+    assert other.steps == 0 and c.ordering == 1.0 and not c.value.requires_grad
     other.load_state_dict(scheduler.state_dict())
     assert other.steps == 6 and other.progress == scheduler.progress == 0.6 and not other.frozen
     assert c.ordering == a.ordering == 0.0 and c.value.requires_grad
@@ -215,3 +215,14 @@ def test_state_dict_round_trip():
     assert other.frozen and c.frozen and not c.value.requires_grad
     assert float(c.value) == float(a.value) == 13.0 and c.ordering == 0.0
     assert float(c.temperature) == pytest.approx(0.05)
+
+
+def test_width_lr_factor_decays_while_annealing():
+    s = Schedule(warmup=0.1, anneal_start=0.5, freeze=0.9, width_lr_end=0.1)
+    values = [s.width_lr_factor(p / 100) for p in range(101)]
+    assert values[0] == values[49] == 1.0
+    assert values[90] == pytest.approx(0.1) and values[100] == pytest.approx(0.1)
+    assert all(b <= a for a, b in zip(values, values[1:]))
+    assert Schedule.literal().width_lr_factor(0.7) == 1.0
+    with pytest.raises(SoftWidthError, match="width_lr_end"):
+        Schedule(width_lr_end=0.0)

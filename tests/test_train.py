@@ -10,7 +10,7 @@ from torch import nn
 
 import softwidth as sw
 from softwidth import BudgetController, CostPenalty, FitConfig, Schedule, SoftWidthError, Width
-from softwidth.layers import DynamicLayer, Linear
+from softwidth.layers import Linear
 from softwidth.objective import model_cost
 from softwidth.train import evaluate
 
@@ -329,3 +329,23 @@ def test_evaluate_is_the_eval_mode_mean_and_restores_the_mode():
     assert evaluate(model, data, _mse) == loss  # eval mode: no noise, deterministic
     with pytest.raises(SoftWidthError, match="yielded no batches"):
         evaluate(model, [], _mse)
+
+
+def test_width_learning_rate_follows_the_schedule(monkeypatch):
+    """Each width has its own Adam group whose lr is scaled by Schedule.width_lr_factor at every step."""
+    seen = []
+    original = torch.optim.Adam.step
+
+    def spy(self, *args, **kwargs):
+        seen.append([g["lr"] / g["base_lr"] for g in self.param_groups if "width" in g])
+        return original(self, *args, **kwargs)
+
+    monkeypatch.setattr(torch.optim.Adam, "step", spy)
+    model, _ = _model()
+    schedule = Schedule(warmup=0.0, anneal_start=0.25, freeze=0.75, width_lr_end=0.1)
+    sw.fit(model, _data(), loss_fn=_mse, config=_config(schedule=schedule),
+           cost_term=CostPenalty(model, weight=0.5))
+    factors = [f[0] for f in seen]
+    assert all(len(f) == 2 and f[0] == f[1] for f in seen)  # one group per width, same factor
+    assert factors[0] == 1.0 and min(factors) == pytest.approx(0.1)
+    assert all(b <= a + 1e-12 for a, b in zip(factors, factors[1:]))

@@ -36,6 +36,28 @@ def _synthetic(args: argparse.Namespace) -> None:
     print(f"results written to {out}/ (metrics.json, runs.csv, trajectories.csv, summary.md, *.png)")
 
 
+def _data_build(args: argparse.Namespace) -> None:
+    from .data.cache import default_cache_dir
+
+    out = args.out or default_cache_dir() / "corpora" / f"{args.corpus}-{args.size}"
+    if args.corpus != "vad" and (args.speech or args.noise):
+        raise SoftWidthError("--speech/--noise apply to the vad corpus only")
+    try:
+        if args.corpus == "vad":
+            from .data.vad_corpus import build_vad_corpus
+
+            path = build_vad_corpus(out, size=args.size, seed=args.seed, speech=args.speech, noise=args.noise)
+        else:
+            from .data.antispoof_corpus import build_antispoof_corpus
+
+            path = build_antispoof_corpus(out, size=args.size, seed=args.seed)
+    except ModuleNotFoundError as err:
+        if not (err.name or "").startswith("softwidth"):
+            raise
+        raise SoftWidthError(f"the {args.corpus} corpus builder is not in this version of softwidth") from None
+    print(f"{args.corpus} corpus ({args.size}) in {path}; summary: {path / 'summary.md'}")
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="softwidth", description=__doc__.splitlines()[0])
     sub = parser.add_subparsers(dest="command", required=True)
@@ -53,6 +75,16 @@ def build_parser() -> argparse.ArgumentParser:
                      help="rewrite metrics, tables and plots from the stored runs without training")
     syn.add_argument("--workers", type=_positive_int, default=2, help="parallel processes (default 2)")
     syn.set_defaults(func=_synthetic)
+    data = sub.add_parser("data", help="speech corpora built offline from Debian packages")
+    data_sub = data.add_subparsers(dest="data_command", required=True)
+    build = data_sub.add_parser("build", help="build (or finish building) a corpus; idempotent and resumable")
+    build.add_argument("corpus", choices=("vad", "antispoof"))
+    build.add_argument("--size", choices=("tiny", "small", "full"), default="tiny", help="default tiny")
+    build.add_argument("--out", type=Path, default=None, help="output folder (default: the user cache)")
+    build.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
+    build.add_argument("--speech", default=None, help="vad only: real speech, e.g. vctk:/data/VCTK-Corpus")
+    build.add_argument("--noise", default=None, help="vad only: real noise, e.g. esc50:/data/ESC-50")
+    build.set_defaults(func=_data_build)
     return parser
 
 

@@ -4,11 +4,13 @@ Defaults (fractions of the training steps), chosen so that a user who sets only 
 init-independent widths and a consolidated model that scores what the trained one scored
 (measurements in docs/method.md):
 
-- ``[0, warmup)``: weights train, widths are held (the network first learns what the features mean).
+- ``[0, warmup)``: widths are held and every forward keeps a random prefix of each width's features
+  (nested dropout over the whole range), so the weights first learn every width, not the initial one
+  (holding a width at its minimum instead left runs started there in a worse basin: docs/method.md).
 - ``[warmup, anneal_start)``: widths learn with a soft ramp (``temperature_start`` features) and ordering
   pressure (nested-dropout truncations with probability ``ordering``).
 - ``[anneal_start, freeze)``: temperature decays geometrically to ``temperature_end`` (towards the hard
-  truncation) and ordering pressure is off.
+  truncation), the widths' learning rate decays to ``width_lr_end`` of its value, ordering pressure is off.
 - ``[freeze, 1]``: widths are rounded to integers (a budget controller enforces its target here) and
   frozen, and the gate becomes the hard truncation in train mode too; the weights adapt to exactly the
   consolidated network, which removes the consolidation gap.
@@ -37,6 +39,7 @@ class Schedule:
     temperature_start: float = 2.0
     temperature_end: float = 0.05
     ordering: float = 0.5
+    width_lr_end: float = 0.1
 
     def __post_init__(self) -> None:
         if not 0.0 <= self.warmup <= self.anneal_start <= self.freeze <= 1.0:
@@ -48,18 +51,30 @@ class Schedule:
             raise SoftWidthError("Schedule: need 0 < temperature_end <= temperature_start < inf")
         if not 0.0 <= self.ordering <= 1.0:
             raise SoftWidthError(f"Schedule: ordering must be in [0, 1], got {self.ordering}")
+        if not 0.0 < self.width_lr_end <= 1.0:
+            raise SoftWidthError(f"Schedule: width_lr_end must be in (0, 1], got {self.width_lr_end}")
 
     @classmethod
     def literal(cls) -> "Schedule":
         """The paper's literal procedure: widths learn from the start, no ordering, no anneal, no freeze."""
         return cls(warmup=0.0, anneal_start=1.0, freeze=1.0, temperature_start=1.0, temperature_end=1.0,
-                   ordering=0.0)
+                   ordering=0.0, width_lr_end=1.0)
+
+    def _annealed(self, progress: float, start: float, end: float) -> float:
+        """``start`` before ``anneal_start``, ``end`` from ``freeze`` on, geometric in between."""
+        if progress < self.anneal_start or self.freeze <= self.anneal_start:
+            return start
+        t = min(1.0, (progress - self.anneal_start) / (self.freeze - self.anneal_start))
+        return start * (end / start) ** t
 
     def temperature(self, progress: float) -> float:
-        if progress < self.anneal_start or self.freeze <= self.anneal_start:
-            return self.temperature_start
-        t = min(1.0, (progress - self.anneal_start) / (self.freeze - self.anneal_start))
-        return self.temperature_start * (self.temperature_end / self.temperature_start) ** t
+        """Ramp temperature (features) at ``progress`` in [0, 1]."""
+        return self._annealed(progress, self.temperature_start, self.temperature_end)
+
+    def width_lr_factor(self, progress: float) -> float:
+        """Multiplier of the widths' learning rate: 1, then decaying to ``width_lr_end`` while annealing,
+        so the widths settle instead of following the last batches' gradient noise."""
+        return self._annealed(progress, 1.0, self.width_lr_end)
 
 
 class WidthScheduler:
@@ -97,7 +112,9 @@ class WidthScheduler:
         for w in width_modules(self.model):
             if w.mix == "ramp":
                 w.set_temperature(s.temperature_end if self.frozen else s.temperature(p))
-            w.set_ordering(s.ordering if p < s.anneal_start and not self.frozen else 0.0)
+            # warm-up: every forward is a random prefix (nested dropout), so the weights learn every width,
+            # not the initial one; then ordering pressure with probability `ordering` until annealing
+            w.set_ordering(1.0 if p < s.warmup else s.ordering if p < s.anneal_start and not self.frozen else 0.0)
             if self.frozen:
                 w.freeze_()
             else:

@@ -135,6 +135,7 @@ def fit(model: nn.Module, train_data: Iterable, *, loss_fn: LossFn, config: FitC
             if cost_term is not None and scheduler.widths_learning:
                 cost_term.step()
             scheduler.step()
+            _scale_width_lr(optimizer, config.schedule.width_lr_factor(scheduler.progress))
             task_sum += float(task.detach())
         row = {"epoch": epoch + 1, "train_task": task_sum / steps_per_epoch}
         if val_data is not None:
@@ -162,8 +163,15 @@ def _groups(model: nn.Module, config: FitConfig, total_steps: int) -> list[dict]
     learning_steps = max(1.0, (s.freeze - s.warmup) * total_steps)
     for w in ws:
         rel = config.width_lr if config.width_lr is not None else config.width_travel / learning_steps
-        groups.append({"params": [w.value], "lr": rel * w.max_size, "weight_decay": 0.0})
+        groups.append({"params": [w.value], "lr": rel * w.max_size, "base_lr": rel * w.max_size,
+                       "weight_decay": 0.0, "width": w.label})
     return groups
+
+
+def _scale_width_lr(optimizer: torch.optim.Optimizer, factor: float) -> None:
+    for group in optimizer.param_groups:
+        if "width" in group:
+            group["lr"] = group["base_lr"] * factor
 
 
 def _cost_columns(model: nn.Module, cost_term) -> dict:

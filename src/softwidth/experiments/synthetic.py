@@ -1,10 +1,11 @@
 """The synthetic case study: a teacher with ``d_star`` informative directions, a student with 3 widths.
 
 Data: ``x ~ N(0, I_32)``; the teacher sees only ``z = P^T x`` for a random orthonormal ``P`` (32 x d_star)
-and outputs ``y = tanh(z A) B + 0.3 z C`` plus noise, standardised (so predicting 0 scores a loss of ~1).
+and outputs ``y = tanh(z A) B + z C`` (8 outputs, ``C`` with orthonormal rows) plus noise, standardised (so
+predicting 0 scores a loss of ~1).
 Student: ``Linear(32->32)`` with a linear *bottleneck* width ``b`` (the known answer: ``b = d_star``
 suffices), then ``Linear(32->64) -> ReLU`` (width ``h1``), ``Linear(64->64) -> ReLU`` (width ``h2``) and a
-fixed ``Linear(64->4)`` head. Each example is priced as one 10 ms frame, so cost is FLOP/s at 100 frames/s.
+fixed ``Linear(64->8)`` head. Each example is priced as one 10 ms frame, so cost is FLOP/s at 100 frames/s.
 
 The recipe trains, for every seed, the default method (ramp mix + schedule) and the paper's literal variant
 from init at min and at max over a grid of penalty weights, budget-target runs, a fixed-size sweep trained
@@ -49,14 +50,15 @@ class SyntheticConfig:
 
     d_star: int = 6
     d_in: int = 32
-    d_out: int = 4
+    d_out: int = 8
+    linear_gain: float = 1.0
     max_widths: tuple[int, int, int] = (32, 64, 64)
     train_size: int = 8000
     test_size: int = 4000
     batch_size: int = 128
-    epochs: int = 30
+    epochs: int = 40
     weights: tuple[float, ...] = (0.1, 0.3, 1.0, 3.0, 10.0)
-    moderate_weight: float = 0.3
+    moderate_weight: float = 1.0
     targets: tuple[float, ...] = (0.5, 0.25, 0.1)
     seeds: tuple[int, ...] = (0, 1, 2)
     sweep_bottleneck: tuple[int, ...] = (4, 6, 8, 12, 32)
@@ -76,20 +78,31 @@ class SyntheticConfig:
 
 # -- data and models ------------------------------------------------------------------------------------
 def make_data(config: SyntheticConfig, split: str) -> tuple[torch.Tensor, torch.Tensor]:
-    """``(x, y)`` of the split ("train" or "test"); the teacher is the same for every split and seed."""
+    """``(x, y)`` of the split ("train" or "test"); the teacher is the same for every split and seed.
+
+    ``y = tanh(z A) B + linear_gain * z C + noise`` with ``z = P^T x``; when ``d_out >= d_star`` the rows of
+    ``C`` are orthonormal, so every informative direction reaches the output with the same gain and dropping
+    any one of them costs the same: the answer ``d_star`` is sharp.
+    """
     g = torch.Generator().manual_seed(1234)
     p = torch.linalg.qr(torch.randn(config.d_in, config.d_star, generator=g))[0]
     a = torch.randn(config.d_star, 16, generator=g) / config.d_star ** 0.5
     b = torch.randn(16, config.d_out, generator=g) / 4
-    c = torch.randn(config.d_star, config.d_out, generator=g) / config.d_star ** 0.5
+    if config.d_out >= config.d_star:
+        c = torch.linalg.qr(torch.randn(config.d_out, config.d_star, generator=g))[0].T
+    else:
+        c = torch.randn(config.d_star, config.d_out, generator=g) / config.d_star ** 0.5
+
+    def teacher(x: torch.Tensor) -> torch.Tensor:
+        z = x @ p
+        return torch.tanh(z @ a) @ b + config.linear_gain * z @ c
+
     n, seed = (config.train_size, 1) if split == "train" else (config.test_size, 2)
     g = torch.Generator().manual_seed(seed)
     x = torch.randn(n, config.d_in, generator=g)
-    z = x @ p
-    y = torch.tanh(z @ a) @ b + 0.3 * z @ c
-    y = y + 0.05 * torch.randn(y.shape, generator=g)
-    g = torch.Generator().manual_seed(1)  # standardise with the train statistics of the teacher
-    scale = (torch.tanh(torch.randn(20000, config.d_in, generator=g) @ p @ a) @ b).std() * 1.2
+    y = teacher(x) + 0.05 * torch.randn(n, config.d_out, generator=g)
+    g = torch.Generator().manual_seed(1)  # standardise with statistics of the teacher itself
+    scale = teacher(torch.randn(20000, config.d_in, generator=g)).std()
     return x, y / scale
 
 

@@ -30,6 +30,29 @@ def _hz_to_mel(hz: float) -> float:
     return 2595.0 * math.log10(1.0 + hz / 700.0)  # HTK mel scale
 
 
+def check_stft(sample_rate, n_fft, hop_length, win_length, f_min, f_max, *, where: str) -> tuple[int, float]:
+    """Validate framing (samples) and band edges (Hz); return ``(win_length, f_max)`` with defaults filled."""
+    if not is_number(sample_rate) or sample_rate <= 0:
+        raise SoftWidthError(f"{where}: sample_rate must be a number of Hz > 0, got {sample_rate!r}")
+    if not _integer(n_fft) or n_fft < 2:
+        raise SoftWidthError(f"{where}: n_fft must be an int >= 2 (samples), got {n_fft!r}")
+    win_length = n_fft if win_length is None else win_length
+    if not _integer(win_length) or not 1 <= win_length <= n_fft:
+        raise SoftWidthError(
+            f"{where}: win_length must be an int in [1, n_fft={n_fft}] (samples), got {win_length!r}")
+    if not _integer(hop_length) or not 1 <= hop_length <= n_fft:
+        raise SoftWidthError(
+            f"{where}: hop_length must be an int in [1, n_fft={n_fft}] (samples), got {hop_length!r}; "
+            "a hop longer than the frame skips samples")
+    nyquist = sample_rate / 2
+    f_max = nyquist if f_max is None else f_max
+    if not is_number(f_min) or not is_number(f_max) or not 0 <= f_min < f_max <= nyquist:
+        raise SoftWidthError(
+            f"{where}: need 0 <= f_min < f_max <= sample_rate / 2 = {nyquist:g} Hz, got f_min={f_min!r}, "
+            f"f_max={f_max!r}")
+    return win_length, float(f_max)
+
+
 def mel_filters(
     bands: torch.Tensor | float, *, n_mels: int, n_fft: int, sample_rate: float, f_min: float, f_max: float
 ) -> torch.Tensor:
@@ -152,26 +175,9 @@ class LogMel(DynamicLayer):
     ) -> None:
         super().__init__()
         where = self.where
-        if not is_number(sample_rate) or sample_rate <= 0:
-            raise SoftWidthError(f"{where}: sample_rate must be a number of Hz > 0, got {sample_rate!r}")
-        if not _integer(n_fft) or n_fft < 2:
-            raise SoftWidthError(f"{where}: n_fft must be an int >= 2 (samples), got {n_fft!r}")
-        win_length = n_fft if win_length is None else win_length
-        if not _integer(win_length) or not 1 <= win_length <= n_fft:
-            raise SoftWidthError(
-                f"{where}: win_length must be an int in [1, n_fft={n_fft}] (samples), got {win_length!r}")
-        if not _integer(hop_length) or not 1 <= hop_length <= n_fft:
-            raise SoftWidthError(
-                f"{where}: hop_length must be an int in [1, n_fft={n_fft}] (samples), got {hop_length!r}; "
-                "a hop longer than the frame skips samples")
+        win_length, f_max = check_stft(sample_rate, n_fft, hop_length, win_length, f_min, f_max, where=where)
         if not _integer(n_mels) or n_mels < 1:
             raise SoftWidthError(f"{where}: n_mels must be an int >= 1, got {n_mels!r}")
-        nyquist = sample_rate / 2
-        f_max = nyquist if f_max is None else f_max
-        if not is_number(f_min) or not is_number(f_max) or not 0 <= f_min < f_max <= nyquist:
-            raise SoftWidthError(
-                f"{where}: need 0 <= f_min < f_max <= sample_rate / 2 = {nyquist:g} Hz, got f_min={f_min!r}, "
-                f"f_max={f_max!r}")
         if not is_number(log_eps) or log_eps <= 0:
             raise SoftWidthError(f"{where}: log_eps must be a number > 0, got {log_eps!r}")
         if width is not None and not isinstance(width, Width):
