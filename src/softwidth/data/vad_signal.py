@@ -3,14 +3,18 @@
 Labels (:func:`frame_labels`) come from each clean clip alone, 10 ms frames (160 samples at 16 kHz):
 
 1. frame energies E (dB, mean square over the frame);
-2. the clip's noise floor F = 10th percentile of E; threshold T = F + 12 dB, held between P95 - 50 dB and
-   P95 - 18 dB (P95 = 95th percentile of E), so that digital silence cannot pull T into the dither and a clip
-   without pauses cannot push T into the speech; frames above T (and above -80 dBFS) are speech;
+2. the clip's noise floor F = 10th percentile of E; threshold T = F + 12 dB, held between max(E) - 50 dB and
+   max(E) - 18 dB, so that digital silence cannot pull T down into the dither and a clip without pauses
+   cannot push T up into the speech; frames above T (and above -80 dBFS) are speech;
 3. pauses shorter than 100 ms are bridged, bursts shorter than 30 ms dropped;
 4. each segment starts 3 frames (30 ms) early and ends with a hangover of 10 frames (100 ms).
 
-The constants are :data:`LABEL_RULE`; they were chosen by frame agreement with silero-vad on clean canvases
-(see :func:`softwidth.data.vad_corpus.label_agreement_with_silero`).
+The constants are :data:`LABEL_RULE`, checked by frame agreement with silero-vad on the clean canvases
+(:func:`softwidth.data.vad_corpus.label_agreement_with_silero`): 0.934 on the tiny build (7 canvases), 0.942 on
+small (26), 0.958 on full (312), seed 0. The labels are a little more generous than silero's (on full, 92 % of
+our speech frames are silero speech and we cover 95 % of its speech frames): the hangover keeps word ends.
+Other settings of the grid (threshold 8-16 dB over the floor, hangover 5-20 frames, bridging 10-20 frames)
+moved the agreement by under 1.5 points.
 """
 
 from __future__ import annotations
@@ -24,8 +28,8 @@ __all__ = ["FRAME", "LABEL_RULE", "PROCEDURAL", "SAMPLE_RATE", "active_power", "
 
 SAMPLE_RATE = 16000  # Hz
 FRAME = 160  # samples per label frame (10 ms)
-LABEL_RULE = {"floor_percentile": 10, "threshold_above_floor_db": 12.0, "min_below_p95_db": 18.0,
-              "max_below_p95_db": 50.0, "min_energy_db": -80.0, "bridge_frames": 10, "min_speech_frames": 3,
+LABEL_RULE = {"floor_percentile": 10, "threshold_above_floor_db": 12.0, "min_below_peak_db": 18.0,
+              "max_below_peak_db": 50.0, "min_energy_db": -80.0, "bridge_frames": 10, "min_speech_frames": 3,
               "onset_frames": 3, "hangover_frames": 10}
 PROCEDURAL = ("white", "pink", "brown", "hum", "clicks", "babble")  # babble is made by the corpus builder
 
@@ -55,9 +59,9 @@ def frame_labels(audio: np.ndarray) -> np.ndarray:
     e = _frame_db(audio)
     if len(e) == 0:
         return np.zeros(0, np.uint8)
-    p95 = np.percentile(e, 95)
+    peak = float(np.max(e))
     thr = np.clip(np.percentile(e, r["floor_percentile"]) + r["threshold_above_floor_db"],
-                  p95 - r["max_below_p95_db"], p95 - r["min_below_p95_db"])
+                  peak - r["max_below_peak_db"], peak - r["min_below_peak_db"])
     speech = (e > thr) & (e > r["min_energy_db"])
     starts, ends = _runs(speech)
     for a, b in zip(ends[:-1], starts[1:]):  # bridge short pauses

@@ -7,11 +7,15 @@ named and may be the main ones), festvox-ru (one male), the tuxpaint stamp descr
 language is assumed) and the hedgewars voice packs (a pack and its ``_xx`` variants are one voice; the sung
 ``Singer`` and vocoded ``Robot`` packs are left out).
 
+:func:`resolve_sources` fetches the packages of a size (or reads VCTK / ESC-50, or takes lists of records) and
+returns the clips and files of a build.
+
 Noise: music (Asterisk music on hold, the hedgewars, fillets, colobot and lincity soundtracks), effects
 (oxygen and tuxpaint UI sounds, game effects, alsa-utils ``Noise.wav``) and ambience (the lincity city
 loops). Files with voices in them are dropped by name: :data:`NOISE_WITH_SPEECH` lists the files in which
-silero-vad found at least 1 s of speech, or 0.5 s making up 10 % of the file (the whole screen is redone by
-:func:`screen_with_silero`); the alsa channel announcements and the hedgewars voice packs are dropped by rule.
+silero-vad found at least 1 s of speech, or 20 % of the file, or 0.5 s making up 10 % of it (19 of 493 files;
+:func:`screen_with_silero` redoes the screen); the alsa channel announcements ("Front left" ...) and the
+hedgewars voice packs are never read as noise.
 
 :func:`assign_groups` splits voices (and noise files) into roles so that no voice or noise file is in two
 splits: groups are visited largest first and each goes to the role furthest below its share, with every role
@@ -20,6 +24,7 @@ getting at least one group while groups last.
 
 from __future__ import annotations
 
+import hashlib
 import os
 import re
 from collections import Counter
@@ -29,8 +34,12 @@ from pathlib import Path
 
 import numpy as np
 
+from ..errors import SoftWidthError
+from .cache import read_json
+
 __all__ = ["NOISE_PACKAGES", "NOISE_WITH_SPEECH", "SPEECH_PACKAGES", "NoiseFile", "SpeechClip", "assign_groups",
-           "debian_noise", "debian_speech", "esc50_noise", "screen_with_silero", "vctk_speech"]
+           "debian_noise", "debian_speech", "esc50_noise", "resolve_sources", "screen_with_silero",
+           "vctk_speech"]
 
 
 @dataclass(frozen=True)
@@ -229,6 +238,66 @@ def esc50_noise(root: str | os.PathLike[str]) -> tuple[list[NoiseFile], Counter]
     return files, Counter(records.skipped)
 
 
+def _digest(keys: Sequence[str]) -> str:
+    return hashlib.sha256("\n".join(keys).encode()).hexdigest()[:16]
+
+
+def _records(spec, what: str, corpus: str, load: Callable, record: type, debian: str, from_debian: Callable
+             ) -> tuple[list, Counter, str]:
+    """``(records, {reason: left out}, description)`` of one source: Debian (``spec`` None), ``CORPUS:PATH``
+    read by ``load``, or a list of ``record`` instances."""
+    if spec is None:
+        return (*from_debian(), debian)
+    if isinstance(spec, str):
+        kind, _, path = spec.partition(":")
+        if kind.lower() != corpus or not path:
+            raise SoftWidthError(f"VAD corpus: {what} must be '{corpus}:PATH' or a list of {record.__name__}, "
+                                 f"got {spec!r}")
+        return (*load(path), spec)
+    records = list(spec)
+    if not all(isinstance(r, record) for r in records):
+        raise SoftWidthError(f"VAD corpus: a {what} list must hold softwidth.data.vad_sources.{record.__name__} "
+                             "records")
+    return records, Counter(), f"custom:{len(records)} {what} records:{_digest([r.key for r in records])}"
+
+
+def resolve_sources(speech, noise, package_set: str, cache_dir=None) -> tuple[list, list, Counter, dict]:
+    """The speech clips and noise files of a build, the files left out by rule, and a description of them.
+
+    Args:
+        speech: None (the Debian packages of ``package_set``), ``"vctk:PATH"`` or a list of :class:`SpeechClip`.
+        noise: None (the Debian packages of ``package_set``), ``"esc50:PATH"`` or a list of :class:`NoiseFile`.
+        package_set: a key of :data:`SPEECH_PACKAGES` (``tiny``, ``small``, ``full``).
+        cache_dir: where packages are unpacked (:func:`softwidth.data.packages.fetch_package`).
+
+    Returns:
+        ``(clips sorted by key, noise files sorted by key, {reason: files left out}, {"speech": description,
+        "noise": description, "packages": {package: .deb file}})``.
+    """
+    excluded: Counter = Counter()
+    info: dict = {}
+    wanted = (list(SPEECH_PACKAGES.get(package_set, ())) if speech is None else []) + (
+        list(NOISE_PACKAGES.get(package_set, ())) if noise is None else [])
+    if (speech is None or noise is None) and package_set not in SPEECH_PACKAGES:
+        raise SoftWidthError(f"VAD corpus: package_set must be one of {sorted(SPEECH_PACKAGES)}, "
+                             f"got {package_set!r}")
+    roots = {}
+    if wanted:
+        from .packages import fetch_package
+
+        roots = {p: fetch_package(p, cache_dir) for p in dict.fromkeys(wanted)}
+        info["packages"] = {p: (read_json(r.parent / ".done", {}) or {}).get("deb", "") for p, r in roots.items()}
+    debian = f"debian:{package_set}"
+    clips, ex, info["speech"] = _records(speech, "speech", "vctk", vctk_speech, SpeechClip, debian, lambda: (
+        debian_speech({p: roots[p] for p in SPEECH_PACKAGES[package_set]})))
+    excluded.update(ex)
+    files, ex, info["noise"] = _records(noise, "noise", "esc50", esc50_noise, NoiseFile, debian, lambda: (
+        debian_noise({p: roots[p] for p in NOISE_PACKAGES[package_set]})))
+    excluded.update(ex)
+    return sorted(clips, key=lambda c: c.key), sorted(files, key=lambda f: f.key), excluded, info
+
+
+
 def assign_groups(weights: dict[str, float], shares: dict[str, float], rng: np.random.Generator) -> dict[str, str]:
     """Give each group one role so that the roles' total weights follow ``shares``.
 
@@ -256,15 +325,13 @@ def assign_groups(weights: dict[str, float], shares: dict[str, float], rng: np.r
     return out
 
 
-def screen_with_silero(files: Sequence[NoiseFile], *, min_seconds: float = 1.0,
-                       min_share: tuple[float, float] = (0.5, 0.1)) -> dict[str, float]:
-    """The keys of the noise files with speech in them, and silero-vad's seconds of speech in each.
-
-    A file is flagged with at least ``min_seconds`` of speech, or ``min_share[0]`` seconds making up
-    ``min_share[1]`` of the file. Needs ``pip install silero-vad``; used to make :data:`NOISE_WITH_SPEECH`.
-    """
+def screen_with_silero(files: Sequence[NoiseFile]) -> dict[str, float]:
+    """``{key: seconds of speech}`` for the noise files in which silero-vad (default settings) finds speech:
+    at least 1 s, or 20 % of the file, or 0.5 s making up 10 % of it. This made :data:`NOISE_WITH_SPEECH`;
+    needs ``pip install silero-vad``. Unreadable files are ignored (the builder skips them anyway)."""
     from .audio import AudioError, read_audio
-    from .vad_corpus import SAMPLE_RATE, silero_segments
+    from .vad_report import silero_segments
+    from .vad_signal import SAMPLE_RATE
 
     flagged = {}
     for f in files:
@@ -273,7 +340,7 @@ def screen_with_silero(files: Sequence[NoiseFile], *, min_seconds: float = 1.0,
         except AudioError:
             continue
         seconds = sum(b - a for a, b in silero_segments(x)) / SAMPLE_RATE
-        duration = len(x) / SAMPLE_RATE
-        if seconds >= min_seconds or (seconds >= min_share[0] and seconds >= min_share[1] * duration):
+        share = seconds * SAMPLE_RATE / len(x)
+        if seconds >= 1.0 or share >= 0.2 or (seconds >= 0.5 and share >= 0.1):
             flagged[f.key] = round(seconds, 2)
     return flagged
