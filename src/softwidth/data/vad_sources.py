@@ -129,6 +129,9 @@ def _asterisk(package: str, root: Path, excluded: Counter) -> Iterator[SpeechCli
             if "silence" in f.relative_to(voice).parts:
                 excluded["asterisk silence/ recordings"] += 1
                 continue
+            if re.search(r"beep|tone", f.name):  # beeps and tones (beep.wav, *-2tone.wav) are not speech
+                excluded["asterisk beeps and tones"] += 1
+                continue
             yield SpeechClip(_key(package, root, f), f, f"asterisk:{parts[-1]}", parts[0].lower())
 
 
