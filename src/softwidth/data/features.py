@@ -28,7 +28,7 @@ import numpy as np
 import torch
 
 from ..errors import SoftWidthError, is_number
-from ..layers.frontend import _dft_basis, _integer, _power, check_stft, mel_filters
+from ..layers.frontend import _dft_basis, _integer, _power, check_stft, check_waveform, mel_filters
 from .audio import AudioError, read_audio
 from .cache import atomic_path, default_cache_dir
 
@@ -53,19 +53,8 @@ def _check_eps(log_eps, *, where: str) -> None:
 
 def _check_waveform(waveform, n_fft: int, *, where: str) -> torch.Tensor:
     """A float waveform ``(samples,)`` or ``(batch, samples)``; half precision is computed in float32."""
-    if not isinstance(waveform, torch.Tensor) or not waveform.is_floating_point():
-        kind = f"a {waveform.dtype} tensor" if isinstance(waveform, torch.Tensor) else type(waveform).__name__
-        raise SoftWidthError(f"{where}: expects a floating-point waveform tensor, got {kind}")
-    if waveform.dim() not in (1, 2):
-        raise SoftWidthError(
-            f"{where}: expects a waveform (batch, samples) or (samples,), got shape {tuple(waveform.shape)}")
-    need = n_fft // 2 + 1  # reflect padding by n_fft // 2 needs more samples than it pads
-    if waveform.shape[-1] < need:
-        raise SoftWidthError(
-            f"{where}: waveform has {waveform.shape[-1]} samples, needs at least {need} (n_fft={n_fft}); "
-            "pad or lengthen the input")
-    if not bool(torch.isfinite(waveform).all()):
-        raise SoftWidthError(f"{where}: waveform contains NaN or inf; clean the audio before extracting features")
+    # reflect padding by n_fft // 2 needs more samples than it pads
+    check_waveform(waveform, n_fft // 2 + 1, where=where, detail=f"n_fft={n_fft}")
     return waveform.float() if waveform.dtype in (torch.float16, torch.bfloat16) else waveform
 
 

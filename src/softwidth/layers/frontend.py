@@ -53,6 +53,23 @@ def check_stft(sample_rate, n_fft, hop_length, win_length, f_min, f_max, *, wher
     return win_length, float(f_max)
 
 
+def check_waveform(x, need: int, *, where: str, detail: str) -> None:
+    """Raise :class:`SoftWidthError` unless ``x`` is a finite float waveform ``(samples,)`` or
+    ``(batch, samples)`` with at least ``need`` samples (``detail`` says why that many)."""
+    if not isinstance(x, torch.Tensor) or not x.is_floating_point():
+        kind = f"a {x.dtype} tensor" if isinstance(x, torch.Tensor) else type(x).__name__
+        raise SoftWidthError(f"{where}: expects a floating-point waveform tensor, got {kind}")
+    if x.dim() not in (1, 2):
+        raise SoftWidthError(
+            f"{where}: expects a waveform (batch, samples) or (samples,), got shape {tuple(x.shape)}")
+    if x.shape[-1] < need:
+        raise SoftWidthError(
+            f"{where}: waveform has {x.shape[-1]} samples, needs at least {need} ({detail}); "
+            "pad or lengthen the input")
+    if not bool(torch.isfinite(x).all()):
+        raise SoftWidthError(f"{where}: waveform contains NaN or inf")
+
+
 def mel_filters(
     bands: torch.Tensor | float, *, n_mels: int, n_fft: int, sample_rate: float, f_min: float, f_max: float
 ) -> torch.Tensor:
@@ -213,29 +230,13 @@ class LogMel(DynamicLayer):
 
     def power(self, waveform: torch.Tensor) -> torch.Tensor:
         """Power spectrum ``|STFT|^2``, shape ``(batch, frames, n_freq)`` or ``(frames, n_freq)``."""
-        self._check(waveform)
+        check_waveform(waveform, self.n_fft // 2 + 1 if self.center else self.n_fft,
+                       where=self.where, detail=f"n_fft={self.n_fft}, center={self.center}")
         return _power(waveform, self.basis, self.n_fft, self.hop_length, self.center)
 
     def forward(self, waveform: torch.Tensor) -> torch.Tensor:
         mel = torch.matmul(self.power(waveform), self.filters())  # (..., frames, n_mels)
         return self.out_layout.gate(torch.log(mel + self.log_eps), -1, where=self.where)
-
-    def _check(self, x: torch.Tensor) -> None:
-        where = self.where
-        if not isinstance(x, torch.Tensor) or not x.is_floating_point():
-            kind = f"a {x.dtype} tensor" if isinstance(x, torch.Tensor) else type(x).__name__
-            raise SoftWidthError(f"{where}: expects a floating-point waveform tensor, got {kind}")
-        if x.dim() not in (1, 2):
-            raise SoftWidthError(
-                f"{where}: expects a waveform (batch, samples) or (samples,), got shape {tuple(x.shape)}")
-        # reflect padding needs more samples than it pads; without it one full frame is needed
-        need = self.n_fft // 2 + 1 if self.center else self.n_fft
-        if x.shape[-1] < need:
-            raise SoftWidthError(
-                f"{where}: waveform has {x.shape[-1]} samples, needs at least {need} "
-                f"(n_fft={self.n_fft}, center={self.center}); pad or lengthen the input")
-        if not bool(torch.isfinite(x).all()):
-            raise SoftWidthError(f"{where}: waveform contains NaN or inf")
 
     # -- DynamicLayer ------------------------------------------------------------------------------
     def cost(self, positions: float) -> Cost:
