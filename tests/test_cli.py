@@ -29,3 +29,10 @@ def test_bad_options_exit_2(argv, capsys):
     with pytest.raises(SystemExit) as exc:
         main(argv)
     assert exc.value.code == 2
+
+
+@pytest.mark.parametrize("corpus", ["vad", "antispoof"])
+def test_data_check_of_a_missing_corpus_is_a_one_line_error(corpus, tmp_path, capsys):
+    assert main(["data", "check", corpus, str(tmp_path / "none")]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith("softwidth: error:")

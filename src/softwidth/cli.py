@@ -58,6 +58,26 @@ def _data_build(args: argparse.Namespace) -> None:
     print(f"{args.corpus} corpus ({args.size}) in {path}; summary: {path / 'summary.md'}")
 
 
+def _data_check(args: argparse.Namespace) -> None:
+    """Quality checks of a built corpus, written next to it as ``checks.json``."""
+    import json
+
+    path = args.dir
+    if args.corpus == "vad":
+        try:
+            from .data.vad_report import label_agreement_with_silero
+
+            result = {"label_agreement_with_silero": label_agreement_with_silero(path), "required": 0.9}
+        except ModuleNotFoundError as err:
+            raise SoftWidthError(f"the label check needs {err.name}: pip install silero-vad") from None
+    else:
+        from .data.antispoof_report import shortcut_eer
+
+        result = {"shortcut": shortcut_eer(path), "required_test_eer": 0.4}
+    (path / "checks.json").write_text(json.dumps(result, indent=2, sort_keys=True) + "\n")
+    print(json.dumps(result, indent=2, sort_keys=True))
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="softwidth", description=__doc__.splitlines()[0])
     sub = parser.add_subparsers(dest="command", required=True)
@@ -85,6 +105,11 @@ def build_parser() -> argparse.ArgumentParser:
     build.add_argument("--speech", default=None, help="vad only: real speech, e.g. vctk:/data/VCTK-Corpus")
     build.add_argument("--noise", default=None, help="vad only: real noise, e.g. esc50:/data/ESC-50")
     build.set_defaults(func=_data_build)
+    check = data_sub.add_parser("check", help="quality checks of a built corpus (silero label agreement, "
+                                "no-shortcut EER), written to DIR/checks.json")
+    check.add_argument("corpus", choices=("vad", "antispoof"))
+    check.add_argument("dir", type=Path, help="the corpus folder")
+    check.set_defaults(func=_data_check)
     return parser
 
 
