@@ -48,7 +48,7 @@ def consolidate(model: nn.Module) -> nn.Module:
 
 
 def widths(model: nn.Module) -> dict[str, dict]:
-    """JSON-able record of every width: ``{name: {"value", "rounded", "min_size", "max_size", "mix"}}``."""
+    """JSON-able record of every width: ``{name: {"value", "rounded", "min_size", "max_size", "mix", "temperature"}}``."""
     name_widths(model)
     record: dict[str, dict] = {}
     for module in model.modules():

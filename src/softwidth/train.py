@@ -4,12 +4,20 @@
 the width schedule, writes a CSV row per epoch (losses, cost, every width) and an atomic checkpoint per
 epoch (loaded back with ``torch.load(weights_only=True)``; ``resume=True`` continues from the newest one),
 then consolidates, optionally fine-tunes the consolidated model, and returns both.
+
+Crash safety: each checkpoint is written to ``checkpoint.tmp``, fsynced, and renamed over ``checkpoint.pt``
+after the previous one was renamed to ``checkpoint.prev.pt``. A run killed at any point (SIGKILL, power loss)
+therefore leaves at least one complete checkpoint; on resume a missing, truncated, corrupt or incompatible
+``checkpoint.pt`` gives a warning and ``checkpoint.prev.pt`` is used. ``weights_only=True`` means a
+checkpoint that smuggles code (a pickle with arbitrary globals) is refused, never executed.
 """
 
 from __future__ import annotations
 
 import csv
 import os
+import pickle
+import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, Iterable
@@ -25,6 +33,8 @@ from .optim import width_modules
 from .schedule import Schedule, WidthScheduler
 
 __all__ = ["FitConfig", "FitResult", "fit", "evaluate"]
+
+CHECKPOINT, PREVIOUS, TEMPORARY = "checkpoint.pt", "checkpoint.prev.pt", "checkpoint.tmp"
 
 LossFn = Callable[[nn.Module, object], torch.Tensor]
 
@@ -101,8 +111,10 @@ def fit(model: nn.Module, train_data: Iterable, *, loss_fn: LossFn, config: FitC
         cost_term: a :class:`~softwidth.CostPenalty` or :class:`~softwidth.BudgetController` (or ``None``:
             widths then only follow the task loss).
         val_data: optional batches for the per-epoch validation loss.
-        out_dir: where ``log.csv`` and ``checkpoint.pt`` go (nothing is written if ``None``).
-        resume: continue from ``out_dir/checkpoint.pt`` if it exists.
+        out_dir: where ``log.csv``, ``checkpoint.pt`` and ``checkpoint.prev.pt`` go (nothing is written if
+            ``None``).
+        resume: continue from ``out_dir/checkpoint.pt`` if it exists, else (or if it cannot be loaded, with a
+            warning) from ``checkpoint.prev.pt``; :class:`SoftWidthError` if neither loads.
     """
     try:
         steps_per_epoch = len(train_data)  # type: ignore[arg-type]
@@ -118,8 +130,11 @@ def fit(model: nn.Module, train_data: Iterable, *, loss_fn: LossFn, config: FitC
     start = 0
     if out is not None:
         out.mkdir(parents=True, exist_ok=True)
-        if resume and (out / "checkpoint.pt").exists():
-            start, history = _load(out / "checkpoint.pt", model, optimizer, scheduler, cost_term)
+        for stale in (out / TEMPORARY, out / "log.tmp"):  # left by a run killed mid-write: never trusted
+            stale.unlink(missing_ok=True)
+        if resume and ((out / CHECKPOINT).exists() or (out / PREVIOUS).exists()):
+            start, history = _resume(out, model, optimizer, scheduler, cost_term)
+            _write_csv(out / "log.csv", history)  # the log may be an epoch ahead of the checkpoint used
     bar = tqdm(range(start, config.epochs), desc="fit", unit="epoch", disable=not config.progress)
     for epoch in bar:
         model.train()
@@ -146,7 +161,7 @@ def fit(model: nn.Module, train_data: Iterable, *, loss_fn: LossFn, config: FitC
         bar.set_postfix({k: f"{v:.4g}" for k, v in row.items() if k in ("train_task", "val_task", "cost")})
         if out is not None:
             _write_csv(out / "log.csv", history)
-            _save(out / "checkpoint.pt", epoch + 1, model, optimizer, scheduler, cost_term, history)
+            _save(out, epoch + 1, model, optimizer, scheduler, cost_term, history)
     model.eval()
     plain = consolidate(model)
     if config.finetune_epochs:
@@ -205,19 +220,65 @@ def _write_csv(path: Path, history: list[dict]) -> None:
     os.replace(tmp, path)
 
 
-def _save(path: Path, epoch: int, model, optimizer, scheduler, cost_term, history) -> None:
+def _save(out: Path, epoch: int, model, optimizer, scheduler, cost_term, history) -> None:
+    """Write the checkpoint of ``epoch`` and keep the previous one as ``checkpoint.prev.pt``.
+
+    The new file is complete and on disk (fsync) before any rename, and each ``os.replace`` is atomic, so
+    a kill at any instant leaves a loadable ``checkpoint.pt`` or ``checkpoint.prev.pt`` (or both).
+    """
     state = {
         "epoch": epoch, "model": model.state_dict(), "optimizer": optimizer.state_dict(),
         "scheduler": scheduler.state_dict(), "cost_term": cost_term.state_dict() if cost_term else None,
         "history": history, "rng": torch.get_rng_state(),
     }
-    tmp = path.with_suffix(".tmp")
-    torch.save(state, tmp)
-    os.replace(tmp, path)  # atomic: a crash leaves the previous checkpoint intact
+    tmp, current = out / TEMPORARY, out / CHECKPOINT
+    with open(tmp, "wb") as f:
+        torch.save(state, f)
+        f.flush()
+        os.fsync(f.fileno())
+    if epoch == 1:  # a fresh run: checkpoints left by an earlier run in out_dir are not this run's fallback
+        (out / PREVIOUS).unlink(missing_ok=True)
+    elif current.exists():
+        os.replace(current, out / PREVIOUS)
+    os.replace(tmp, current)
+    _fsync_dir(out)
+
+
+def _fsync_dir(path: Path) -> None:
+    """Make the renames durable across power loss (POSIX); a no-op where directories cannot be opened."""
+    try:
+        fd = os.open(path, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass
+    finally:
+        os.close(fd)
+
+
+def _resume(out: Path, model, optimizer, scheduler, cost_term) -> tuple[int, list[dict]]:
+    """Load ``checkpoint.pt``, falling back (with a warning) to ``checkpoint.prev.pt``."""
+    current, previous = out / CHECKPOINT, out / PREVIOUS
+    try:
+        return _load(current, model, optimizer, scheduler, cost_term)
+    except (SoftWidthError, FileNotFoundError) as err:
+        first = str(err) if isinstance(err, SoftWidthError) else f"fit: cannot resume from {current}: missing"
+    if not previous.exists():
+        raise SoftWidthError(first)
+    warnings.warn(f"{first}; using the previous checkpoint {previous}", stacklevel=3)
+    try:
+        return _load(previous, model, optimizer, scheduler, cost_term)
+    except SoftWidthError as err:
+        raise SoftWidthError(f"{first}; and {err}; delete {out} or resume=False to start afresh") from None
 
 
 def _load(path: Path, model, optimizer, scheduler, cost_term) -> tuple[int, list[dict]]:
+    if not path.exists():
+        raise FileNotFoundError(path)
     try:
+        # weights_only: tensors and plain containers only, so a crafted pickle cannot run code
         state = torch.load(path, weights_only=True)
         model.load_state_dict(state["model"])
         optimizer.load_state_dict(state["optimizer"])
@@ -226,5 +287,15 @@ def _load(path: Path, model, optimizer, scheduler, cost_term) -> tuple[int, list
             cost_term.load_state_dict(state["cost_term"])
         torch.set_rng_state(state["rng"])
         return int(state["epoch"]), list(state["history"])
-    except Exception as err:  # corrupt, truncated, not a checkpoint, or another model's
-        raise SoftWidthError(f"fit: cannot resume from {path}: {type(err).__name__}: {err}") from None
+    except Exception as err:  # corrupt, truncated, not a checkpoint, another model's, or unsafe
+        raise SoftWidthError(f"fit: cannot resume from {path}: {_reason(err)}") from None
+
+
+def _reason(err: Exception) -> str:
+    """One line: ``weights_only`` refusals are paragraphs whose telling line names the blocked global."""
+    lines = [line.strip() for line in str(err).splitlines() if line.strip()]
+    if isinstance(err, pickle.UnpicklingError) and len(lines) > 1:
+        text = "unsafe pickle refused: " + next((line for line in lines if "GLOBAL" in line), lines[-1])
+    else:
+        text = " ".join(lines)
+    return f"{type(err).__name__}: {text[:300]}"

@@ -39,7 +39,7 @@ from ..width import Width
 from .pruning import l1_prune
 from .synthetic_report import write_report
 
-__all__ = ["SyntheticConfig", "run_synthetic"]
+__all__ = ["SyntheticConfig", "report_from_runs", "run_synthetic"]
 
 WIDTHS = ("bottleneck", "hidden1", "hidden2")
 

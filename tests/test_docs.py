@@ -1,0 +1,142 @@
+"""docs/api.md stays honest: every public name is documented in its module's section with its real
+parameters, every ``softwidth ...`` command parses with the real CLI parser, every Python block runs."""
+
+from __future__ import annotations
+
+import ast
+import importlib
+import inspect
+import re
+import shlex
+from pathlib import Path
+
+import pytest
+
+from softwidth.cli import build_parser
+
+API = Path(__file__).resolve().parents[1] / "docs" / "api.md"
+TEXT = API.read_text()
+
+# module -> names documented besides its __all__ (public helpers the CLI uses)
+COVERED = {
+    "softwidth": (), "softwidth.layers": (), "softwidth.objective": (), "softwidth.schedule": (),
+    "softwidth.train": (), "softwidth.optim": (), "softwidth.probe": (), "softwidth.cost": (),
+    "softwidth.consolidate": (), "softwidth.experiments.synthetic": ("report_from_runs",),
+    "softwidth.data.cache": (), "softwidth.data.packages": (), "softwidth.data.audio": (),
+    "softwidth.data.loaders": (), "softwidth.data.features": (), "softwidth.data.vad_corpus": (),
+    "softwidth.data.antispoof_corpus": (),
+}
+PLACEHOLDER = "# docs: placeholder"  # a bash line ending in this marker is not parsed
+ENTRY = re.compile(r"^- `(\w+)\((.*?)\)`", flags=re.M)  # "- `name(params)` text" at the start of a bullet
+
+
+def sections() -> dict[str, str]:
+    """``## `module` `` heading -> the text up to the next ``## `` heading."""
+    parts = re.split(r"^## ", TEXT, flags=re.M)
+    out = {}
+    for part in parts[1:]:
+        head, _, body = part.partition("\n")
+        match = re.fullmatch(r"`([\w.]+)`", head.strip())
+        if match:
+            out[match.group(1)] = body
+    return out
+
+
+def public_names(module: str) -> list[str]:
+    return list(importlib.import_module(module).__all__) + list(COVERED[module])
+
+
+def test_every_covered_module_has_a_section_naming_all_its_public_names():
+    found = sections()
+    missing = {}
+    for module in COVERED:
+        assert module in found, f"docs/api.md has no section ## `{module}`"
+        absent = [n for n in public_names(module) if not re.search(rf"`{re.escape(n)}\b", found[module])]
+        if absent:
+            missing[module] = absent
+    assert not missing, f"public names not documented in their section of docs/api.md: {missing}"
+
+
+def _documented_parameters(params: str) -> list[tuple[str, str]]:
+    """(name, kind) of each parameter of a documented signature, parsed as a Python ``def``."""
+    args = ast.parse(f"def f({params}): pass").body[0].args
+    out = [(a.arg, "POSITIONAL_ONLY") for a in args.posonlyargs]
+    out += [(a.arg, "POSITIONAL_OR_KEYWORD") for a in args.args]
+    if args.vararg:
+        out.append((args.vararg.arg, "VAR_POSITIONAL"))
+    out += [(a.arg, "KEYWORD_ONLY") for a in args.kwonlyargs]
+    if args.kwarg:
+        out.append((args.kwarg.arg, "VAR_KEYWORD"))
+    return out
+
+
+def test_documented_signatures_match_the_code():
+    documented: set[tuple[str, str]] = set()
+    wrong = []
+    for module, body in sections().items():
+        mod = importlib.import_module(module)
+        for name, params in ENTRY.findall(body):
+            obj = getattr(mod, name, None)
+            if obj is None:  # defined elsewhere, e.g. Width in the top-level section
+                obj = getattr(importlib.import_module("softwidth"), name)
+            real = [(p.name, p.kind.name) for p in inspect.signature(obj).parameters.values()]
+            if _documented_parameters(params) != real:
+                wrong.append(f"{module}.{name}: doc ({params}) vs code {inspect.signature(obj)}")
+            documented.add((module, name))
+    assert not wrong, "\n".join(wrong)
+    # every public class/function has a signature entry in the section of a module that exports it
+    undocumented = []
+    for module in COVERED:
+        mod = importlib.import_module(module)
+        for name in public_names(module):
+            obj = getattr(mod, name)
+            if not (inspect.isfunction(obj) or inspect.isclass(obj)):
+                continue
+            try:
+                inspect.signature(obj)
+            except ValueError:  # builtin-derived exception classes (SoftWidthError) have none
+                continue
+            if not any(n == name and getattr(importlib.import_module(m), n, None) is obj for m, n in documented):
+                undocumented.append(f"{module}.{name}")
+    assert not undocumented, f"no `name(signature)` entry in docs/api.md for: {undocumented}"
+
+
+def _bash_commands() -> list[str]:
+    lines = []
+    for block in re.findall(r"```bash\n(.*?)```", TEXT, flags=re.S):
+        for line in block.splitlines():
+            line = line.strip()
+            if line.startswith("softwidth ") and not line.endswith(PLACEHOLDER):
+                lines.append(line)
+    return lines
+
+
+def test_doc_shows_every_cli_subcommand():
+    commands = _bash_commands()
+    assert commands, "docs/api.md shows no softwidth command"
+    shown = {tuple(shlex.split(c, comments=True)[1:3]) for c in commands}
+    for expected in [("demo",), ("synthetic",), ("data", "build"), ("data", "check")]:
+        assert any(s[: len(expected)] == expected for s in shown), f"no example of softwidth {' '.join(expected)}"
+
+
+@pytest.mark.parametrize("command", _bash_commands())
+def test_bash_commands_parse(command):
+    argv = shlex.split(command, comments=True)[1:]
+    try:
+        args = build_parser().parse_args(argv)
+    except SystemExit as exit_:  # argparse exits on a usage error
+        pytest.fail(f"`{command}` does not parse (exit {exit_.code})")
+    assert callable(args.func)
+
+
+def test_a_bad_command_would_fail_the_parse_check():
+    """The check above can fail: argparse rejects an option the CLI does not have."""
+    with pytest.raises(SystemExit):
+        build_parser().parse_args(["synthetic", "--no-such-option"])
+
+
+def test_python_blocks_run():
+    blocks = re.findall(r"```python\n(.*?)```", TEXT, flags=re.S)
+    assert blocks, "docs/api.md has no python example"
+    for i, block in enumerate(blocks):
+        exec(compile(block, f"docs/api.md[python block {i}]", "exec"), {})  # noqa: S102 - our own docs
