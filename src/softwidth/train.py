@@ -292,10 +292,13 @@ def _load(path: Path, model, optimizer, scheduler, cost_term) -> tuple[int, list
 
 
 def _reason(err: Exception) -> str:
-    """One line: ``weights_only`` refusals are paragraphs whose telling line names the blocked global."""
+    """One line: ``weights_only`` refusals are paragraphs of boilerplate around one telling line (the
+    blocked global or opcode), which is kept."""
     lines = [line.strip() for line in str(err).splitlines() if line.strip()]
     if isinstance(err, pickle.UnpicklingError) and len(lines) > 1:
-        text = "unsafe pickle refused: " + next((line for line in lines if "GLOBAL" in line), lines[-1])
+        telling = [line for line in lines[1:] if not line.startswith(("Check the documentation", "Please file"))]
+        # drop torch's advice to allowlist the global: for an untrusted file that is the wrong fix
+        text = "unsafe pickle refused: " + (telling[-1] if telling else lines[0]).split(" Please use ")[0]
     else:
         text = " ".join(lines)
     return f"{type(err).__name__}: {text[:300]}"
