@@ -1,7 +1,7 @@
 """Batched log-mel and LFCC features of waveforms for training data, and a float16 on-disk feature cache.
 
 This is data preparation, not a model layer: no widths, no gradients wanted. The spectral math is the
-front end's (:mod:`softwidth.layers.frontend`; its private helpers are imported on purpose so the package
+front end's (:mod:`softwidth.layers.frontend`; its STFT helpers are shared so the package
 has one STFT): the same periodic-Hann DFT-basis power spectrum with ``torch.stft``-style reflect padding
 and the same HTK mel bank, so ``log_mel`` equals the output of a full-width ``LogMel`` layer with the same
 arguments. LFCC (linear-frequency cepstral coefficients, the ASVspoof 2019/2021 LFCC baselines' front end)
@@ -28,7 +28,7 @@ import numpy as np
 import torch
 
 from ..errors import SoftWidthError, is_number
-from ..layers.frontend import _dft_basis, _integer, _power, check_stft, check_waveform, mel_filters
+from ..layers.frontend import check_stft, check_waveform, dft_basis, is_int, mel_filters, power_spectrum
 from .audio import AudioError, read_audio
 from .cache import atomic_path, default_cache_dir
 
@@ -41,7 +41,7 @@ _FORMAT_VERSION = 1
 
 # -- argument checks ---------------------------------------------------------------------------------
 def _check_count(name: str, value, *, where: str, most: int | None = None) -> None:
-    if not _integer(value) or value < 1 or (most is not None and value > most):
+    if not is_int(value) or value < 1 or (most is not None and value > most):
         bound = f" and <= {most}" if most is not None else ""
         raise SoftWidthError(f"{where}: {name} must be an int >= 1{bound}, got {value!r}")
 
@@ -61,7 +61,7 @@ def _check_waveform(waveform, n_fft: int, *, where: str) -> torch.Tensor:
 # -- the math --------------------------------------------------------------------------------------------
 @functools.lru_cache(maxsize=8)
 def _basis(n_fft: int, win_length: int) -> torch.Tensor:
-    return _dft_basis(n_fft, win_length)  # float64 on the CPU; callers convert (and copy) it
+    return dft_basis(n_fft, win_length)  # float64 on the CPU; callers convert (and copy) it
 
 
 @functools.lru_cache(maxsize=16)
@@ -107,7 +107,7 @@ def _dct_matrix(n_in: int, n_out: int) -> torch.Tensor:
 
 def _spectrum(x: torch.Tensor, n_fft: int, win_length: int, hop_length: int) -> torch.Tensor:
     """Power spectrum ``(..., frames, n_fft // 2 + 1)`` with ``frames = 1 + samples // hop_length``."""
-    return _power(x, _basis(n_fft, win_length).to(device=x.device, dtype=x.dtype), n_fft, hop_length, True)
+    return power_spectrum(x, _basis(n_fft, win_length).to(device=x.device, dtype=x.dtype), n_fft, hop_length, True)
 
 
 def log_mel(
@@ -205,7 +205,7 @@ class FeatureConfig:
         where = "FeatureConfig"
         if self.kind not in KINDS:
             raise SoftWidthError(f"{where}: kind must be one of {KINDS}, got {self.kind!r}")
-        if not _integer(self.sample_rate) or self.sample_rate <= 0:
+        if not is_int(self.sample_rate) or self.sample_rate <= 0:
             raise SoftWidthError(f"{where}: sample_rate must be an int number of Hz > 0, got {self.sample_rate!r}")
         check_stft(self.sample_rate, self.n_fft, self.hop_length, self.win_length, self.f_min, self.f_max,
                     where=where)

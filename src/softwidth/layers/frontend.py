@@ -34,13 +34,13 @@ def check_stft(sample_rate, n_fft, hop_length, win_length, f_min, f_max, *, wher
     """Validate framing (samples) and band edges (Hz); return ``(win_length, f_max)`` with defaults filled."""
     if not is_number(sample_rate) or sample_rate <= 0:
         raise SoftWidthError(f"{where}: sample_rate must be a number of Hz > 0, got {sample_rate!r}")
-    if not _integer(n_fft) or n_fft < 2:
+    if not is_int(n_fft) or n_fft < 2:
         raise SoftWidthError(f"{where}: n_fft must be an int >= 2 (samples), got {n_fft!r}")
     win_length = n_fft if win_length is None else win_length
-    if not _integer(win_length) or not 1 <= win_length <= n_fft:
+    if not is_int(win_length) or not 1 <= win_length <= n_fft:
         raise SoftWidthError(
             f"{where}: win_length must be an int in [1, n_fft={n_fft}] (samples), got {win_length!r}")
-    if not _integer(hop_length) or not 1 <= hop_length <= n_fft:
+    if not is_int(hop_length) or not 1 <= hop_length <= n_fft:
         raise SoftWidthError(
             f"{where}: hop_length must be an int in [1, n_fft={n_fft}] (samples), got {hop_length!r}; "
             "a hop longer than the frame skips samples")
@@ -102,7 +102,7 @@ def mel_filters(
     return weights * (freqs <= f_max)
 
 
-def _dft_basis(n_fft: int, win_length: int) -> torch.Tensor:
+def dft_basis(n_fft: int, win_length: int) -> torch.Tensor:
     """Real DFT basis with the periodic Hann window folded in, shape ``(n_fft, 2 * (n_fft // 2 + 1))``.
 
     Columns ``[0, n_freq)`` give the real parts, ``[n_freq, 2 n_freq)`` the imaginary parts of
@@ -117,7 +117,7 @@ def _dft_basis(n_fft: int, win_length: int) -> torch.Tensor:
     return torch.cat([window[:, None] * torch.cos(angle), -window[:, None] * torch.sin(angle)], dim=1)
 
 
-def _power(x: torch.Tensor, basis: torch.Tensor, n_fft: int, hop: int, center: bool) -> torch.Tensor:
+def power_spectrum(x: torch.Tensor, basis: torch.Tensor, n_fft: int, hop: int, center: bool) -> torch.Tensor:
     """Power spectrum ``(..., frames, n_freq)`` of waveforms ``(..., samples)``; torch ops only (traceable)."""
     n_freq = n_fft // 2 + 1
     if center:  # reflect-pad like torch.stft; pad wants a channel axis, for (S,) as for (B, S)
@@ -139,7 +139,7 @@ class _Frontend(nn.Module):
         self.n_fft, self.hop, self.center, self.log_eps = n_fft, hop, center, log_eps
 
     def forward(self, waveform):  # unannotated: fx would emit a type name TorchScript cannot resolve
-        power = _power(waveform, self.basis, self.n_fft, self.hop, self.center)
+        power = power_spectrum(waveform, self.basis, self.n_fft, self.hop, self.center)
         return torch.log(torch.matmul(power, self.bank) + self.log_eps)
 
 
@@ -193,7 +193,7 @@ class LogMel(DynamicLayer):
         super().__init__()
         where = self.where
         win_length, f_max = check_stft(sample_rate, n_fft, hop_length, win_length, f_min, f_max, where=where)
-        if not _integer(n_mels) or n_mels < 1:
+        if not is_int(n_mels) or n_mels < 1:
             raise SoftWidthError(f"{where}: n_mels must be an int >= 1, got {n_mels!r}")
         if not is_number(log_eps) or log_eps <= 0:
             raise SoftWidthError(f"{where}: log_eps must be a number > 0, got {log_eps!r}")
@@ -209,7 +209,7 @@ class LogMel(DynamicLayer):
         self.width = width  # registers it as a submodule: its parameter is in .parameters()
         self.in_layout = None
         self.out_layout = Layout.of(width if width is not None else n_mels)
-        self.register_buffer("basis", _dft_basis(n_fft, win_length).float())
+        self.register_buffer("basis", dft_basis(n_fft, win_length).float())
 
     # -- computation -----------------------------------------------------------------------------
     @property
@@ -232,7 +232,7 @@ class LogMel(DynamicLayer):
         """Power spectrum ``|STFT|^2``, shape ``(batch, frames, n_freq)`` or ``(frames, n_freq)``."""
         check_waveform(waveform, self.n_fft // 2 + 1 if self.center else self.n_fft,
                        where=self.where, detail=f"n_fft={self.n_fft}, center={self.center}")
-        return _power(waveform, self.basis, self.n_fft, self.hop_length, self.center)
+        return power_spectrum(waveform, self.basis, self.n_fft, self.hop_length, self.center)
 
     def forward(self, waveform: torch.Tensor) -> torch.Tensor:
         mel = torch.matmul(self.power(waveform), self.filters())  # (..., frames, n_mels)
@@ -267,5 +267,5 @@ class LogMel(DynamicLayer):
                 f"f_max={self.f_max:g}, log_eps={self.log_eps:g}, center={self.center}")
 
 
-def _integer(value: object) -> bool:
+def is_int(value: object) -> bool:
     return isinstance(value, int) and not isinstance(value, bool)
