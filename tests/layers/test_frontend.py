@@ -291,3 +291,44 @@ def test_short_input_without_center_raises():
     with pytest.raises(SoftWidthError, match="at least 256"):
         make(center=False)(torch.zeros(N_FFT - 1))
     assert make(center=False)(torch.zeros(N_FFT)).shape == (1, N_MELS)
+
+
+# -- power-spectrum input ----------------------------------------------------------------------------------
+def test_power_input_equals_waveform_input_and_its_consolidation():
+    width = Width(N_MELS, init=7.3)
+    wave_layer, power_layer = make(width), make(width, input="power")
+    x = waveform(2, SAMPLES)
+    power = wave_layer.power(x)
+    for mode in (True, False):
+        wave_layer.train(mode), power_layer.train(mode)
+        torch.manual_seed(3)
+        a = wave_layer(x)
+        torch.manual_seed(3)
+        torch.testing.assert_close(power_layer(power), a, rtol=0, atol=0)
+    plain = power_layer.eval().consolidated()
+    assert type(plain).__name__ == "LogMel" and plain.bank.shape == (N_FREQ, width.rounded)
+    torch.testing.assert_close(plain(power), power_layer(power)[..., :width.rounded], rtol=0, atol=1e-5)
+    torch.jit.script(plain)
+
+
+def test_power_input_cost_counts_only_the_mel_bank_and_log():
+    width = Width(N_MELS, init=6.0)
+    layer = make(width, input="power").eval()
+    with FlopCounterMode(display=False) as counter:
+        layer.consolidated()(torch.rand(2, FRAMES, N_FREQ))
+    assert counter.get_total_flops() == 2 * FRAMES * 2 * N_FREQ * 6
+    cost = layer.cost(FRAMES)
+    assert float(cost["flops"]) == FRAMES * (2 * N_FREQ * 6 + 2 * 6)
+    assert float(cost["macs"]) == FRAMES * N_FREQ * 6
+
+
+@pytest.mark.parametrize("x", [torch.rand(2, FRAMES, N_FREQ + 1), torch.rand(FRAMES), torch.ones(2, 3, N_FREQ,
+                                                                                                 dtype=torch.long)])
+def test_power_input_rejects_wrong_shapes_and_dtypes(x):
+    with pytest.raises(SoftWidthError, match="power"):
+        make(Width(N_MELS), input="power")(x)
+
+
+def test_unknown_input_kind_raises():
+    with pytest.raises(SoftWidthError, match="input must be"):
+        make(None, input="spectrogram")

@@ -143,6 +143,18 @@ class _Frontend(nn.Module):
         return torch.log(torch.matmul(power, self.bank) + self.log_eps)
 
 
+class _MelBank(nn.Module):
+    """The consolidated front end of a power-spectrum input: fixed ``n``-band mel bank and log."""
+
+    def __init__(self, bank: torch.Tensor, *, log_eps: float) -> None:
+        super().__init__()
+        self.register_buffer("bank", bank)
+        self.log_eps = log_eps
+
+    def forward(self, power):  # unannotated, as above
+        return torch.log(torch.matmul(power, self.bank) + self.log_eps)
+
+
 class LogMel(DynamicLayer):
     """Log-mel features of waveforms, with the number of mel bands governed by a :class:`Width`.
 
@@ -159,6 +171,10 @@ class LogMel(DynamicLayer):
             keeps ``n_mels`` bands.
         log_eps: added to the mel energies before the natural log (> 0).
         center: reflect-pad ``n_fft // 2`` samples at both ends like ``torch.stft(center=True)``.
+        input: ``"waveform"`` (default) or ``"power"``: the layer then takes a precomputed power spectrum
+            ``|STFT|^2`` of shape ``(batch, frames, n_freq)`` (e.g. :meth:`power` cached once per file, or
+            computed by a streaming front end) and applies only the mel bank and the log, so the DFT is neither
+            run nor counted.
 
     Shapes: input waveform ``(batch, samples)`` or ``(samples,)``; output ``(batch, frames, n_mels)`` or
     ``(frames, n_mels)``, features **last** so a ``Linear`` or Transformer can consume them directly (use
@@ -173,7 +189,8 @@ class LogMel(DynamicLayer):
     Cost per frame (FlopCounterMode convention: a matmul is 2 FLOPs per multiply-accumulate): DFT matmul
     ``2 * n_fft * 2 * n_freq``, power ``3 * n_freq``, mel matmul ``2 * n_freq * K``, log and eps ``2 * K``;
     MACs are the matmul MACs ``n_fft * 2 * n_freq + n_freq * K``; params 0 (the basis and bank are buffers).
-    Positions are frames per example. Differentiable in ``K``.
+    With ``input="power"`` the DFT and power terms are absent. Positions are frames per example.
+    Differentiable in ``K``.
     """
 
     def __init__(
@@ -189,9 +206,12 @@ class LogMel(DynamicLayer):
         width: Width | None = None,
         log_eps: float = 1e-6,
         center: bool = True,
+        input: str = "waveform",
     ) -> None:
         super().__init__()
         where = self.where
+        if input not in ("waveform", "power"):
+            raise SoftWidthError(f"{where}: input must be 'waveform' or 'power', got {input!r}")
         win_length, f_max = check_stft(sample_rate, n_fft, hop_length, win_length, f_min, f_max, where=where)
         if not is_int(n_mels) or n_mels < 1:
             raise SoftWidthError(f"{where}: n_mels must be an int >= 1, got {n_mels!r}")
@@ -205,7 +225,7 @@ class LogMel(DynamicLayer):
                 f"width's max_size equal n_mels")
         self.sample_rate, self.n_fft, self.win_length, self.hop_length = sample_rate, n_fft, win_length, hop_length
         self.n_mels, self.f_min, self.f_max = n_mels, float(f_min), float(f_max)
-        self.log_eps, self.center = float(log_eps), bool(center)
+        self.log_eps, self.center, self.input = float(log_eps), bool(center), input
         self.width = width  # registers it as a submodule: its parameter is in .parameters()
         self.in_layout = None
         self.out_layout = Layout.of(width if width is not None else n_mels)
@@ -234,15 +254,27 @@ class LogMel(DynamicLayer):
                        where=self.where, detail=f"n_fft={self.n_fft}, center={self.center}")
         return power_spectrum(waveform, self.basis, self.n_fft, self.hop_length, self.center)
 
-    def forward(self, waveform: torch.Tensor) -> torch.Tensor:
-        mel = torch.matmul(self.power(waveform), self.filters())  # (..., frames, n_mels)
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        power = self.power(x) if self.input == "waveform" else self._check_power(x)
+        mel = torch.matmul(power, self.filters())  # (..., frames, n_mels)
         return self.out_layout.gate(torch.log(mel + self.log_eps), -1, where=self.where)
+
+    def _check_power(self, x) -> torch.Tensor:
+        if not isinstance(x, torch.Tensor) or x.ndim not in (2, 3) or x.shape[-1] != self.n_freq:
+            got = tuple(x.shape) if isinstance(x, torch.Tensor) else type(x).__name__
+            raise SoftWidthError(
+                f"{self.where}: input='power' expects a power spectrum (batch, frames, {self.n_freq}) or "
+                f"(frames, {self.n_freq}) for n_fft={self.n_fft}, got {got}")
+        if not x.is_floating_point():
+            raise SoftWidthError(f"{self.where}: the power spectrum must be floating point, got {x.dtype}")
+        return x.to(self.basis.dtype)
 
     # -- DynamicLayer ------------------------------------------------------------------------------
     def cost(self, positions: float) -> Cost:
         k, f, p = self.out_layout.real(), self.n_freq, positions
-        flops = (2 * self.n_fft * 2 * f + 3 * f + 2 * f * k + 2 * k) * p
-        return {"flops": flops, "macs": (self.n_fft * 2 * f + f * k) * p, "params": 0.0}
+        dft = (2 * self.n_fft * 2 * f + 3 * f, self.n_fft * 2 * f) if self.input == "waveform" else (0, 0)
+        flops = (dft[0] + 2 * f * k + 2 * k) * p
+        return {"flops": flops, "macs": (dft[1] + f * k) * p, "params": 0.0}
 
     def count_positions(self, inputs: tuple, output: torch.Tensor, batch: int) -> float:
         out = output[0] if isinstance(output, tuple) else output
@@ -257,14 +289,18 @@ class LogMel(DynamicLayer):
         n = self.out_layout.rounded
         bank = mel_filters(float(n), n_mels=self.n_mels, n_fft=self.n_fft, sample_rate=self.sample_rate,
                            f_min=self.f_min, f_max=self.f_max)[:, :n]
-        root = _Frontend(self.basis.detach().clone(), bank.to(self.basis).contiguous(), n_fft=self.n_fft,
-                         hop=self.hop_length, center=self.center, log_eps=self.log_eps)
+        bank = bank.to(self.basis).contiguous()
+        if self.input == "power":
+            root = _MelBank(bank, log_eps=self.log_eps)
+        else:
+            root = _Frontend(self.basis.detach().clone(), bank, n_fft=self.n_fft, hop=self.hop_length,
+                             center=self.center, log_eps=self.log_eps)
         return fx.GraphModule(root, fx.Tracer().trace(root), class_name="LogMel")
 
     def extra_repr(self) -> str:
         return (f"sample_rate={self.sample_rate}, n_fft={self.n_fft}, win_length={self.win_length}, "
                 f"hop_length={self.hop_length}, n_mels={self.n_mels}, f_min={self.f_min:g}, "
-                f"f_max={self.f_max:g}, log_eps={self.log_eps:g}, center={self.center}")
+                f"f_max={self.f_max:g}, log_eps={self.log_eps:g}, center={self.center}, input={self.input!r}")
 
 
 def is_int(value: object) -> bool:
