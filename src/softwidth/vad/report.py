@@ -1,0 +1,251 @@
+"""Tables, claim checks and plots of the VAD study, from ``results.json`` alone (no training).
+
+Costs: ``flops_per_s`` is the consolidated model's FLOP/s of audio from the power spectrum on (mel bank, log and
+network; moduleprofiler convention, element-wise operations included), as in the paper's cost formulas. The
+STFT every model shares is reported separately as :data:`STFT_FLOPS_PER_S` (a 400-point real FFT per 10 ms frame
+estimated at ``2.5 N log2 N`` FLOPs, plus the window and ``|.|^2``), and added where we compare with Silero VAD,
+whose own STFT is a convolution inside its counted FLOP/s.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from collections import defaultdict
+from pathlib import Path
+
+import numpy as np
+
+from .data import SNR_BINS
+from .models import N_FFT, N_FREQ
+
+__all__ = ["STFT_FLOPS_PER_S", "summarise", "write_report"]
+
+STFT_FLOPS_PER_S = 100 * (2.5 * N_FFT * math.log2(N_FFT) + N_FFT + 3 * N_FREQ)
+CLAIMS = {"crnn": (0.55, 0.3), "transformer": (0.30, 0.5)}  # (max FLOP/s ratio, max EER increase in points)
+VARIANTS = ("dynamic", "fixed", "prune", "bands")
+
+
+def _stats(values: list[float]) -> dict:
+    arr = np.asarray(values, dtype=np.float64)
+    return {"mean": float(arr.mean()), "std": float(arr.std(ddof=1)) if arr.size > 1 else 0.0, "n": int(arr.size)}
+
+
+def _eer(run: dict) -> float:
+    return 100 * run["metrics"]["pooled"]["eer"]
+
+
+def summarise(results: dict) -> dict:
+    """Per model: baseline and each (variant, target) group with mean/std of EER (points), AUROC, FLOP/s, params,
+    the FLOP/s ratio to the baseline, the claim checks and the peer comparison."""
+    runs = results["runs"]
+    out: dict = {"models": {}, "peers": {}, "checks": {}}
+    for kind in sorted({r["model"] for r in runs}):
+        mine = [r for r in runs if r["model"] == kind]
+        base = [r for r in mine if r["kind"] == "baseline"]
+        base_eer = _stats([_eer(r) for r in base])
+        base_flops = float(np.mean([r["flops_per_s"] for r in base]))
+        groups: dict = defaultdict(list)
+        for r in mine:
+            if r["kind"] in VARIANTS and not r.get("absolute"):
+                groups[(r["kind"], r["target"])].append(r)
+        rows = []
+        for (variant, target), rs in sorted(groups.items(), key=lambda kv: (VARIANTS.index(kv[0][0]), -kv[0][1])):
+            eer = _stats([_eer(r) for r in rs])
+            flops = float(np.mean([r["flops_per_s"] for r in rs]))
+            rows.append({"variant": variant, "target": target, "eer": eer,
+                         "auroc": _stats([r["metrics"]["pooled"]["auroc"] for r in rs]),
+                         "f1": _stats([r["metrics"]["pooled"]["f1"] for r in rs]),
+                         "flops_per_s": flops, "flops_ratio": flops / base_flops,
+                         "params": float(np.mean([r["params"] for r in rs])),
+                         "bands": [r["sizes"]["bands"] for r in rs], "sizes": [r["sizes"] for r in rs],
+                         "eer_increase": eer["mean"] - base_eer["mean"],
+                         "snr": {b: _stats([100 * r["metrics"]["snr"][b]["eer"] for r in rs
+                                            if "eer" in r["metrics"]["snr"][b]]) if any(
+                             "eer" in r["metrics"]["snr"][b] for r in rs) else None for b in SNR_BINS}})
+        absolute = [r for r in mine if r.get("absolute")]
+        out["models"][kind] = {
+            "baseline": {"eer": base_eer, "auroc": _stats([r["metrics"]["pooled"]["auroc"] for r in base]),
+                         "f1": _stats([r["metrics"]["pooled"]["f1"] for r in base]),
+                         "flops_per_s": base_flops, "params": float(np.mean([r["params"] for r in base])),
+                         "snr": {b: _stats([100 * r["metrics"]["snr"][b]["eer"] for r in base
+                                            if "eer" in r["metrics"]["snr"][b]]) if any(
+                             "eer" in r["metrics"]["snr"][b] for r in base) else None for b in SNR_BINS}},
+            "rows": rows,
+            "absolute": [{"target": r["target"], "flops_per_s": r["flops_per_s"],
+                          "ratio_to_target": r["flops_per_s"] / r["target"], "eer": _eer(r), "sizes": r["sizes"]}
+                         for r in absolute]}
+        max_ratio, max_increase = CLAIMS.get(kind, (1.0, 0.0))
+        passing = [row for row in rows if row["variant"] == "dynamic" and row["flops_ratio"] <= max_ratio
+                   and row["eer_increase"] <= max_increase]
+        fixed = {row["target"]: row for row in rows if row["variant"] == "fixed"}
+        beats = {str(row["target"]): row["eer"]["mean"] < fixed[row["target"]]["eer"]["mean"]
+                 for row in rows if row["variant"] == "dynamic" and row["target"] in fixed}
+        out["checks"][kind] = {
+            "claim": f"<= {max_ratio:.0%} of the baseline's FLOP/s within +{max_increase} EER points",
+            "met_by_targets": [row["target"] for row in passing],
+            "met": bool(passing),
+            "dynamic_beats_fixed_by_target": beats,
+            "dynamic_beats_fixed_everywhere": bool(beats) and all(beats.values()),
+            "absolute_within_3pct": [abs(a["ratio_to_target"] - 1) <= 0.03 for a in out["models"][kind]["absolute"]],
+        }
+    peers = {k: v for k, v in results.get("peers", {}).items() if "skipped" not in v}
+    out["peers"] = {k: {"eer": 100 * v["pooled"]["eer"], "auroc": v["pooled"]["auroc"], "f1": v["pooled"]["f1"],
+                        "rtf": v.get("rtf"), "flops_per_s": v.get("flops_per_s")} for k, v in peers.items()}
+    out["skipped_peers"] = {k: v["skipped"] for k, v in results.get("peers", {}).items() if "skipped" in v}
+    out["checks"]["peers"] = _peer_checks(runs, out["peers"])
+    return out
+
+
+def _peer_checks(runs: list[dict], peers: dict) -> dict:
+    def best(limit: float, total: bool) -> dict | None:
+        ok = [r for r in runs if r["flops_per_s"] + (STFT_FLOPS_PER_S if total else 0.0) <= limit]
+        if not ok:
+            return None
+        r = max(ok, key=lambda r: r["metrics"]["pooled"]["auroc"])
+        return {"model": r["model"], "kind": r["kind"], "seed": r["seed"], "target": r.get("target"),
+                "flops_per_s": r["flops_per_s"], "auroc": r["metrics"]["pooled"]["auroc"], "eer": _eer(r),
+                "sizes": r["sizes"]}
+
+    checks: dict = {}
+    webrtc = {k: v for k, v in peers.items() if k.startswith("webrtc")}
+    under = best(1e6, total=False)
+    if webrtc and under:
+        name, top = max(webrtc.items(), key=lambda kv: kv[1]["auroc"])
+        checks["best_under_1mflops"] = under
+        checks["webrtc_best"] = {"name": name, "auroc": top["auroc"]}
+        checks["beats_webrtc"] = under["auroc"] > top["auroc"]
+    silero = peers.get("silero")
+    if silero and silero.get("flops_per_s"):
+        tenth = best(silero["flops_per_s"] / 10, total=True)
+        checks["silero"] = {"auroc": silero["auroc"], "flops_per_s": silero["flops_per_s"]}
+        checks["best_at_tenth_of_silero"] = tenth
+        if tenth:
+            checks["matches_silero_at_tenth"] = tenth["auroc"] >= silero["auroc"]
+        overall = max(runs, key=lambda r: r["metrics"]["pooled"]["auroc"])
+        checks["best_overall"] = {"model": overall["model"], "kind": overall["kind"],
+                                  "auroc": overall["metrics"]["pooled"]["auroc"],
+                                  "flops_fraction_of_silero": (overall["flops_per_s"] + STFT_FLOPS_PER_S)
+                                  / silero["flops_per_s"]}
+    return checks
+
+
+def _fmt(stats: dict | None, digits: int = 2) -> str:
+    if not stats:
+        return "-"
+    return f"{stats['mean']:.{digits}f} ± {stats['std']:.{digits}f}" if stats["n"] > 1 else f"{stats['mean']:.{digits}f}"
+
+
+def markdown(summary: dict, results: dict) -> str:
+    lines = ["# VAD case study", "",
+             ("Generated by `softwidth vad train` from `results.json`; EER in percentage points (frame level, test "
+             "split), mean ± std over seeds. MFLOP/s: consolidated model from the power spectrum on (the STFT, "
+             f"{STFT_FLOPS_PER_S / 1e6:.2f} MFLOP/s estimated, is shared by all and excluded, as in the paper)."), ""]
+    for kind, m in summary["models"].items():
+        b = m["baseline"]
+        lines += [f"## {kind}", "",
+                  "| variant | target | bands | MFLOP/s | FLOP/s ratio | params | EER | ΔEER | AUROC | F1 |",
+                  "|---|---|---|---|---|---|---|---|---|---|",
+                  (f"| baseline | - | {results['config']['sizes'].get(kind, {}).get('bands', 80)} | "
+                  f"{b['flops_per_s'] / 1e6:.3f} | 1.000 | {b['params']:.0f} | {_fmt(b['eer'])} | - | "
+                  f"{_fmt(b['auroc'], 4)} | {_fmt(b['f1'], 3)} |")]
+        for row in m["rows"]:
+            lines.append(f"| {row['variant']} | {row['target']:g} | {', '.join(map(str, row['bands']))} | "
+                         f"{row['flops_per_s'] / 1e6:.3f} | {row['flops_ratio']:.3f} | {row['params']:.0f} | "
+                         f"{_fmt(row['eer'])} | {row['eer_increase']:+.2f} | {_fmt(row['auroc'], 4)} | "
+                         f"{_fmt(row['f1'], 3)} |")
+        for a in m["absolute"]:
+            lines.append(f"\nBudget run at {a['target'] / 1e6:g} MFLOP/s: {a['flops_per_s'] / 1e6:.4f} MFLOP/s "
+                         f"({a['ratio_to_target']:.4f} of the target), EER {a['eer']:.2f}, sizes {a['sizes']}.")
+        c = summary["checks"][kind]
+        lines += ["", (f"Claim ({c['claim']}): {'met' if c['met'] else 'NOT met'} (targets {c['met_by_targets']}); "
+                  f"dynamic beats fixed-size from scratch at equal FLOP/s: {c['dynamic_beats_fixed_by_target']}."), ""]
+        lines += ["EER by SNR range (points):", "", "| variant | target | " + " | ".join(SNR_BINS) + " |",
+                  "|---|---|" + "---|" * len(SNR_BINS),
+                  "| baseline | - | " + " | ".join(_fmt(b["snr"][s]) for s in SNR_BINS) + " |"]
+        for row in m["rows"]:
+            lines.append(f"| {row['variant']} | {row['target']:g} | " + " | ".join(_fmt(row["snr"][s]) for s in SNR_BINS)
+                         + " |")
+        lines.append("")
+    lines += ["## Peers (same test split)", "", "| VAD | MFLOP/s | EER | AUROC | F1 | RTF |", "|---|---|---|---|---|---|"]
+    for name, p in summary["peers"].items():
+        fl = f"{p['flops_per_s'] / 1e6:.1f} (incl. its STFT)" if p.get("flops_per_s") else "-"
+        lines.append(f"| {name} | {fl} | {p['eer']:.2f} | {p['auroc']:.4f} | {p['f1']:.3f} | "
+                     f"{p['rtf']:.4f} |" if p.get("rtf") is not None else f"| {name} | {fl} | {p['eer']:.2f} | "
+                     f"{p['auroc']:.4f} | {p['f1']:.3f} | - |")
+    for name, why in summary["skipped_peers"].items():
+        lines.append(f"\n{name}: skipped ({why})")
+    lines += ["", "Peer checks: `" + json.dumps(summary["checks"]["peers"]) + "`", ""]
+    rtf = results.get("rtf", {})
+    if rtf.get("ours"):
+        lines += ["## Real-time factors (one thread, same run)", "", ("| model | kind | target | MFLOP/s | batch RTF | "
+                  "stream RTF |"), "|---|---|---|---|---|---|"]
+        for r in rtf["ours"]:
+            stream = f"{r['stream_rtf']:.4f}" if "stream_rtf" in r else "-"
+            target = "-" if r["target"] is None else f"{r['target']:g}"
+            lines.append(f"| {r['model']} | {r['kind']} | {target} | {r['flops_per_s'] / 1e6:.3f} | "
+                         f"{r['batch_rtf']:.5f} | {stream} |")
+        lines.append("")
+    return "\n".join(lines) + "\n"
+
+
+def plot(summary: dict, results: dict, out: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    kinds = list(summary["models"])
+    fig, axes = plt.subplots(1, len(kinds), figsize=(5.5 * len(kinds), 4), squeeze=False)
+    for ax, kind in zip(axes[0], kinds):
+        m = summary["models"][kind]
+        b = m["baseline"]
+        ax.errorbar([b["flops_per_s"] / 1e6], [b["eer"]["mean"]], yerr=[b["eer"]["std"]], fmt="ks", label="baseline")
+        for variant, style in (("dynamic", "o-"), ("fixed", "^--"), ("prune", "v:"), ("bands", "d-.")):
+            rows = sorted((r for r in m["rows"] if r["variant"] == variant), key=lambda r: r["flops_per_s"])
+            if not rows:
+                continue
+            x = [r["flops_per_s"] / 1e6 for r in rows]
+            y = [r["eer"]["mean"] for r in rows]
+            ax.errorbar(x, y, yerr=[r["eer"]["std"] for r in rows], fmt=style, capsize=3, label=variant)
+            if variant == "dynamic":
+                for xi, yi, r in zip(x, y, rows):
+                    ax.annotate("/".join(map(str, r["bands"])), (xi, yi), textcoords="offset points", xytext=(4, 4),
+                                fontsize=7)
+        ax.set_xscale("log")
+        ax.set_xlabel("MFLOP/s (consolidated, from the power spectrum)")
+        ax.set_ylabel("EER (%)")
+        ax.set_title(f"{kind}: EER vs cost (band counts on markers)")
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(out / "eer_vs_mflops.png", dpi=120)
+    plt.close(fig)
+
+    fig, axes = plt.subplots(1, len(kinds), figsize=(5.5 * len(kinds), 4), squeeze=False)
+    for ax, kind in zip(axes[0], kinds):
+        m = summary["models"][kind]
+        bins = [s for s in SNR_BINS if m["baseline"]["snr"][s]]
+        series = [("baseline", m["baseline"]["snr"])] + [
+            (f"dynamic {r['target']:g}", r["snr"]) for r in m["rows"] if r["variant"] == "dynamic"]
+        width = 0.8 / len(series)
+        for i, (label, snr) in enumerate(series):
+            ax.bar(np.arange(len(bins)) + i * width, [snr[s]["mean"] if snr[s] else np.nan for s in bins], width,
+                   label=label)
+        ax.set_xticks(np.arange(len(bins)) + 0.4 - width / 2, [f"{s} dB" if s != "clean" else s for s in bins])
+        ax.set_ylabel("EER (%)")
+        ax.set_title(f"{kind}: EER per SNR range")
+        ax.legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(out / "eer_per_snr.png", dpi=120)
+    plt.close(fig)
+
+
+def write_report(results: dict, out: str | Path) -> dict:
+    """Write ``summary.json``, ``summary.md`` and the two figures to ``out``; returns the summary."""
+    out = Path(out)
+    summary = summarise(results)
+    (out / "summary.json").write_text(json.dumps(summary, indent=2) + "\n")
+    (out / "summary.md").write_text(markdown(summary, results))
+    plot(summary, results, out)
+    return summary

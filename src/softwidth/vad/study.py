@@ -1,0 +1,269 @@
+"""The VAD case study: dynamic CRNN and Transformer VADs against fixed-size, pruned and peer VADs.
+
+:func:`plan` lists the runs of a :class:`VadStudyConfig`; :func:`run_one` trains and scores one run;
+:func:`run_study` runs them in a process pool (phase 1: full-size baselines and dynamic runs; phase 2: the
+fixed-size models trained from scratch at the sizes each dynamic run chose, and the L1-pruned baselines at the
+same sizes), scores the peers, and writes ``results.json`` plus tables and plots (:mod:`softwidth.vad.report`).
+
+Run kinds (``task["kind"]``):
+- ``baseline``: the full-size model (every width at its maximum), trained without a cost term.
+- ``dynamic``: every width trainable, :class:`~softwidth.BudgetController` at ``target`` of the full model's
+  FLOP/s (relative) or at an absolute FLOP/s (``absolute=True``).
+- ``bands``: only the band count trainable (the paper's setting), budget ``target`` (relative).
+- ``fixed``: the fixed-size model at a dynamic run's chosen sizes, trained from scratch for as many steps.
+- ``prune``: the baseline of the same seed, L1-pruned to a dynamic run's sizes, fine-tuned ``finetune_steps``.
+
+Each finished run is stored as ``out/runs/<key>.json`` (record) and ``out/runs/<key>.pt`` (the consolidated
+model's ``state_dict``, loaded with ``weights_only=True``), so an interrupted study resumes where it stopped.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import platform
+import time
+from concurrent.futures import ProcessPoolExecutor, as_completed
+from dataclasses import asdict, dataclass, field, replace
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+from tqdm.auto import tqdm
+
+from ..consolidate import consolidate
+from ..cost import flops_per_second, params
+from ..errors import SoftWidthError
+from ..objective import BudgetController
+from ..probe import profile
+from ..train import FitConfig, fit
+from .data import CropBatches, load_split
+from .evaluate import evaluate_scores, model_scores
+from .models import MODELS, build_model
+
+__all__ = ["FRAMES_PER_SECOND", "VadStudyConfig", "load_run_model", "model_cost", "plan", "run_one", "run_study"]
+
+FRAMES_PER_SECOND = 100
+
+
+@dataclass(frozen=True)
+class VadStudyConfig:
+    """What the study runs. ``steps``: optimizer steps per model kind (batches of ``batch_size`` random crops of
+    ``crop_frames`` frames); ``targets``: relative FLOP/s budgets of the dynamic runs; ``band_targets``: of the
+    band-only runs (seed ``seeds[0]``); ``absolute_targets``: one budget run in FLOP/s per model kind (seed
+    ``seeds[0]``; the Transformer's attention alone costs more than 1 MFLOP/s at its smallest width)."""
+
+    corpus: str = ""
+    models: tuple[str, ...] = ("crnn", "transformer")
+    sizes: dict = field(default_factory=lambda: {"crnn": {"conv1": 48, "conv2": 48, "hidden": 48},
+                                                 "transformer": {"ff1": 128, "ff2": 128}})
+    seeds: tuple[int, ...] = (0, 1, 2)
+    targets: tuple[float, ...] = (0.5, 0.25, 0.125)
+    band_targets: dict = field(default_factory=lambda: {"crnn": (0.75,), "transformer": (0.25,)})
+    absolute_targets: dict = field(default_factory=lambda: {"crnn": 1e6})
+    steps: dict = field(default_factory=lambda: {"crnn": 800, "transformer": 500})
+    epochs: int = 8
+    batch_size: int = 32
+    crop_frames: int = 200
+    lr: float = 3e-3
+    finetune_steps: int = 200
+    kappa_min: float = 1 / 16
+    workers: int = 2
+
+    @classmethod
+    def quick(cls, corpus: str = "") -> VadStudyConfig:
+        """A two-minute version on the small corpus: one seed, one budget, short training."""
+        return cls(corpus=corpus, seeds=(0,), targets=(0.25,), band_targets={"crnn": (), "transformer": ()},
+                   steps={"crnn": 150, "transformer": 90}, epochs=3, finetune_steps=40)
+
+
+def model_cost(kind: str, sizes: dict) -> dict:
+    """Exact cost of the consolidated model of ``kind`` at ``sizes``: ``{"flops_per_s", "params"}``."""
+    model = build_model(kind, sizes).eval()
+    profile(model, torch.zeros(1, FRAMES_PER_SECOND, 201), seconds=1.0)
+    return {"flops_per_s": float(flops_per_second(model).detach()), "params": int(params(model))}
+
+
+def _loss(model: nn.Module, batch) -> torch.Tensor:
+    power, labels = batch
+    return F.binary_cross_entropy_with_logits(model(power), labels)
+
+
+def _key(task: dict) -> str:
+    return hashlib.sha1(json.dumps(task, sort_keys=True).encode()).hexdigest()[:16]
+
+
+def load_run_model(out: Path, task: dict, record: dict) -> nn.Module:
+    """The consolidated model of a stored run (weights loaded with ``weights_only=True``)."""
+    plain = consolidate(build_model(record["model"], record["sizes"]).eval())
+    state = torch.load(out / "runs" / f"{_key(task)}.pt", weights_only=True)
+    plain.load_state_dict(state)
+    return plain.eval()
+
+
+def _train(task: dict, config: VadStudyConfig, splits) -> tuple[nn.Module, dict]:
+    kind, seed = task["model"], task["seed"]
+    torch.manual_seed(seed)
+    sizes = {**config.sizes[kind], **task.get("sizes", {})}
+    dynamic = {"dynamic": "all", "bands": ("bands",)}.get(task["kind"], ())
+    model = build_model(kind, sizes, dynamic=dynamic, kappa_min=config.kappa_min)
+    profile(model, torch.zeros(1, FRAMES_PER_SECOND, 201), seconds=1.0)
+    term = None
+    if task["kind"] in ("dynamic", "bands"):
+        absolute = task.get("absolute", False)
+        term = BudgetController(model, target=task["target"], relative=not absolute)
+    steps = config.steps[kind]
+    batches = CropBatches(splits["train"], batch_size=config.batch_size, frames=config.crop_frames, seed=seed,
+                          limit=max(1, steps // config.epochs))
+    result = fit(model, batches, loss_fn=_loss, cost_term=term,
+                 config=FitConfig(epochs=config.epochs, lr=config.lr, progress=False))
+    chosen = {name: int(w["rounded"]) for name, w in result.widths.items()}
+    return result.consolidated, {**sizes, **chosen}
+
+
+def _finetune(model: nn.Module, config: VadStudyConfig, splits, seed: int) -> None:
+    torch.manual_seed(seed)
+    optimizer = torch.optim.Adam(model.parameters(), lr=config.lr / 3)
+    model.train()
+    for power, labels in CropBatches(splits["train"], batch_size=config.batch_size, frames=config.crop_frames,
+                                     seed=seed + 1000, limit=config.finetune_steps):
+        optimizer.zero_grad(set_to_none=True)
+        _loss(model, (power, labels)).backward()
+        optimizer.step()
+    model.eval()
+
+
+def run_one(task: dict, config: VadStudyConfig, out: Path) -> dict:
+    """Train (or prune and fine-tune) and score one run; stores its consolidated weights; returns its record."""
+    torch.set_num_threads(1)
+    splits = {s: load_split(config.corpus, s) for s in ("train", "val", "test")}
+    start = time.perf_counter()
+    if task["kind"] == "prune":
+        from .pruning import prune
+
+        base_task, base_record = task["base_task"], task["base_record"]
+        full = load_run_model(out, base_task, base_record)
+        plain, sizes = prune(full, task["sizes"]), dict(task["sizes"])
+        _finetune(plain, config, splits, task["seed"])
+    else:
+        plain, sizes = _train(task, config, splits)
+    seconds = time.perf_counter() - start
+    scores = {s: model_scores(plain, splits[s]) for s in ("val", "test")}
+    record = {k: v for k, v in task.items() if k not in ("base_task", "base_record")}
+    record.update({"sizes": sizes, **model_cost(task["model"], sizes), "train_seconds": seconds,
+                   "metrics": evaluate_scores(scores["val"], splits["val"], scores["test"], splits["test"])})
+    torch.save(plain.state_dict(), out / "runs" / f"{_key(task)}.pt")
+    return record
+
+
+def plan(config: VadStudyConfig) -> list[dict]:
+    """Phase-1 tasks: baselines, dynamic budget runs (every seed), band-only runs, the absolute-budget run."""
+    tasks = []
+    for kind in config.models:
+        for seed in config.seeds:
+            tasks.append({"model": kind, "kind": "baseline", "seed": seed})
+            for target in config.targets:
+                tasks.append({"model": kind, "kind": "dynamic", "seed": seed, "target": target})
+        for target in config.band_targets.get(kind, ()):
+            tasks.append({"model": kind, "kind": "bands", "seed": config.seeds[0], "target": target})
+        if kind in config.absolute_targets:
+            tasks.append({"model": kind, "kind": "dynamic", "seed": config.seeds[0],
+                          "target": config.absolute_targets[kind], "absolute": True})
+    return tasks
+
+
+def plan_phase2(records: list[tuple[dict, dict]]) -> list[dict]:
+    """Fixed-size and pruned runs at the sizes of every relative dynamic run (same seed)."""
+    baselines = {(t["model"], t["seed"]): (t, r) for t, r in records if t["kind"] == "baseline"}
+    tasks = []
+    for t, r in records:
+        if t["kind"] != "dynamic" or t.get("absolute"):
+            continue
+        point = {"model": t["model"], "seed": t["seed"], "target": t["target"], "sizes": r["sizes"]}
+        tasks.append({**point, "kind": "fixed"})
+        if (t["model"], t["seed"]) in baselines:
+            base_task, base_record = baselines[(t["model"], t["seed"])]
+            tasks.append({**point, "kind": "prune", "base_task": base_task,
+                          "base_record": {"model": base_record["model"], "sizes": base_record["sizes"]}})
+    return tasks
+
+
+def _cached(out: Path, task: dict) -> dict | None:
+    path = out / "runs" / f"{_key(task)}.json"
+    if not path.exists() or not (out / "runs" / f"{_key(task)}.pt").exists():
+        return None
+    try:
+        return json.loads(path.read_text())["record"]
+    except (ValueError, KeyError):
+        return None
+
+
+def _store(out: Path, task: dict, record: dict) -> None:
+    path = out / "runs" / f"{_key(task)}.json"
+    tmp = path.with_suffix(".tmp")
+    tmp.write_text(json.dumps({"task": task, "record": record}))
+    os.replace(tmp, path)
+
+
+def _run_all(tasks: list[dict], config: VadStudyConfig, out: Path, resume: bool, progress: bool,
+             desc: str) -> list[tuple[dict, dict]]:
+    done: dict[int, dict] = {}
+    todo = []
+    for i, task in enumerate(tasks):
+        cached = _cached(out, task) if resume else None
+        if cached is None:
+            todo.append(i)
+        else:
+            done[i] = cached
+    with ProcessPoolExecutor(max_workers=max(1, config.workers)) as pool:
+        futures = {pool.submit(run_one, tasks[i], config, out): i for i in todo}
+        for future in tqdm(as_completed(futures), total=len(futures), desc=desc, unit="run", disable=not progress):
+            i = futures[future]
+            done[i] = future.result()
+            _store(out, tasks[i], done[i])
+    return [(tasks[i], done[i]) for i in range(len(tasks))]
+
+
+def run_study(config: VadStudyConfig, out_dir: str | os.PathLike = "results/vad", *, progress: bool = True,
+              resume: bool = True, peers: bool = True) -> dict:
+    """Run every phase, score the peers and write ``out_dir/results.json`` and the report; returns the results."""
+    if not config.corpus:
+        raise SoftWidthError("VadStudyConfig.corpus is empty: build a corpus with `softwidth data build vad`")
+    unknown = set(config.models) - set(MODELS)
+    if unknown:
+        raise SoftWidthError(f"unknown VAD models {sorted(unknown)}; choose from {sorted(MODELS)}")
+    out = Path(out_dir)
+    (out / "runs").mkdir(parents=True, exist_ok=True)
+    started = time.perf_counter()
+    for split in ("train", "val", "test"):  # spectra cached once, before the workers start
+        load_split(config.corpus, split, progress=progress)
+    first = _run_all(plan(config), config, out, resume, progress, "vad runs")
+    second = _run_all(plan_phase2(first), config, out, resume, progress, "vad fixed+pruned")
+    runs = [r for _, r in first + second]
+    peer_results = {}
+    if peers:
+        from .peers import score_peers
+
+        peer_results = score_peers(config.corpus, progress=progress)
+    from .timing import real_time_factors
+
+    rtf = real_time_factors(out, first, config, peer_results)
+    results = {"config": asdict(config), "runs": runs, "peers": peer_results, "rtf": rtf,
+               "wall_seconds": time.perf_counter() - started,
+               "environment": {"torch": torch.__version__, "python": platform.python_version(),
+                               "machine": platform.machine(), "cpus": os.cpu_count()}}
+    (out / "results.json").write_text(json.dumps(results, indent=2) + "\n")
+    from .report import write_report
+
+    write_report(results, out)
+    return results
+
+
+def config_from_results(results: dict) -> VadStudyConfig:
+    raw = dict(results["config"])
+    for name in ("models", "seeds", "targets"):
+        raw[name] = tuple(raw[name])
+    raw["band_targets"] = {k: tuple(v) for k, v in raw["band_targets"].items()}
+    return replace(VadStudyConfig(), **raw)

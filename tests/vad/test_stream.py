@@ -1,0 +1,105 @@
+"""Tests of softwidth.vad.stream: frame-by-frame streaming equals the batch model; segments."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+import softwidth as sw
+from softwidth.optim import width_modules
+from softwidth.vad.data import power_spectrum
+from softwidth.vad.models import build_model
+from softwidth.vad.stream import StreamingVAD, segments
+
+
+def consolidated(kind: str = "crnn") -> torch.nn.Module:
+    torch.manual_seed(0)
+    sizes = {"crnn": {"conv1": 12, "conv2": 10, "hidden": 8}, "transformer": {"bands": 16, "ff1": 8, "ff2": 8}}[kind]
+    model = build_model(kind, sizes, dynamic="all")
+    opt = torch.optim.Adam(model.parameters(), lr=1e-2)
+    for step in range(3):
+        model.train()
+        loss = model(torch.rand(4, 100, 201) * 5).square().mean()
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+    with torch.no_grad():
+        for w in width_modules(model):
+            w.value.fill_(0.6 * w.max_size)
+    return sw.consolidate(model.eval())
+
+
+MODEL = consolidated()
+
+
+def batch_probs(x: np.ndarray) -> np.ndarray:
+    with torch.no_grad():
+        return torch.sigmoid(MODEL(power_spectrum(x)[None]))[0].numpy()
+
+
+@settings(max_examples=25, deadline=None)
+@given(n=st.integers(201, 5000), chunks=st.lists(st.integers(1, 900), min_size=1, max_size=40),
+       seed=st.integers(0, 100))
+def test_streaming_equals_the_batch_model_for_any_chunking(n, chunks, seed):
+    x = np.random.default_rng(seed).normal(0, 0.1, n)
+    vad = StreamingVAD(MODEL)
+    out, i, k = [], 0, 0
+    while i < n:
+        size = chunks[k % len(chunks)]
+        out.append(vad.push(x[i:i + size]))
+        i, k = i + size, k + 1
+    out.append(vad.flush())
+    probs = np.concatenate(out)
+    assert probs.shape == (n // 160,)
+    np.testing.assert_allclose(probs, batch_probs(x), atol=1e-5, rtol=0)
+
+
+def test_frames_are_emitted_as_soon_as_their_window_is_complete():
+    vad = StreamingVAD(MODEL)
+    assert vad.push(np.zeros(200)).size == 0
+    assert vad.push(np.zeros(1)).size == 1  # frame 0 needs samples up to 200 (reflected start)
+    assert vad.push(np.zeros(160)).size == 1  # frame 1 needs samples up to 359
+
+
+def test_memory_is_bounded_over_a_long_stream():
+    vad = StreamingVAD(MODEL)
+    rng = np.random.default_rng(0)
+    emitted = 0
+    for _ in range(600):  # 60 s in 100 ms chunks
+        emitted += vad.push(rng.normal(0, 0.1, 1600)).size
+        assert vad._buffer.size <= 400 + 1600
+    assert emitted == 600 * 10 - 1  # the last frame waits for 40 more samples (or flush)
+    assert vad.flush().size == 1
+
+
+def test_bad_input_and_misuse_raise():
+    vad = StreamingVAD(MODEL)
+    with pytest.raises(sw.SoftWidthError, match="1-D"):
+        vad.push(np.zeros((2, 160)))
+    with pytest.raises(sw.SoftWidthError, match="NaN"):
+        vad.push(np.array([0.0, np.nan]))
+    vad.push(np.zeros(100))
+    with pytest.raises(sw.SoftWidthError, match="too short"):
+        vad.flush()
+    with pytest.raises(sw.SoftWidthError, match="flushed"):
+        vad.push(np.zeros(10))
+    vad.reset()
+    assert vad.push(np.zeros(400)).size == 2
+    with pytest.raises(sw.SoftWidthError, match="CRNN"):
+        StreamingVAD(consolidated("transformer"))
+
+
+def test_segments_threshold_bridge_pauses_and_drop_blips():
+    p = np.zeros(300)
+    p[10:50] = 0.9    # 0.1-0.5 s
+    p[60:90] = 0.8    # pause of 0.1 s -> bridged (min_pause 0.2)
+    p[150:155] = 0.9  # 50 ms blip -> dropped (min_speech 0.1)
+    p[200:300] = 0.7  # runs to the end
+    assert segments(p, threshold=0.5) == [(0.1, 0.9), (2.0, 3.0)]
+    assert segments(p, threshold=0.85) == [(0.1, 0.5)]
+    assert segments(p, threshold=0.5, min_pause=0.0, min_speech=0.0) == [(0.1, 0.5), (0.6, 0.9), (1.5, 1.55),
+                                                                        (2.0, 3.0)]
+    assert segments(np.zeros(10)) == []

@@ -1,0 +1,87 @@
+"""Tests of softwidth.vad.study and report: a micro study on the hand-made corpus (no network, no peers)."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from softwidth.errors import SoftWidthError
+from softwidth.vad.store import load_vad
+from softwidth.vad.study import VadStudyConfig, model_cost, plan, run_study
+
+SIZES = {"crnn": {"conv1": 8, "conv2": 8, "hidden": 8, "bands": 24},
+         "transformer": {"bands": 16, "ff1": 16, "ff2": 16}}
+
+
+def micro(corpus, **kwargs) -> VadStudyConfig:
+    absolute = 0.4 * model_cost("crnn", SIZES["crnn"])["flops_per_s"]
+    options = {"corpus": str(corpus), "sizes": SIZES, "seeds": (0,), "targets": (0.5,), "band_targets": {"crnn": (0.8,)},
+                   "absolute_targets": {"crnn": absolute}, "steps": {"crnn": 4, "transformer": 3}, "epochs": 2,
+                   "batch_size": 4, "crop_frames": 100, "finetune_steps": 2, "workers": 1}
+    options.update(kwargs)
+    return VadStudyConfig(**options)
+
+
+def test_plan_lists_baselines_dynamic_band_and_budget_runs():
+    config = VadStudyConfig(corpus="x", seeds=(0, 1))
+    tasks = plan(config)
+    kinds = [(t["model"], t["kind"]) for t in tasks]
+    assert kinds.count(("crnn", "baseline")) == 2 and kinds.count(("crnn", "dynamic")) == 2 * 3 + 1
+    assert kinds.count(("transformer", "dynamic")) == 2 * 3  # no absolute budget below its attention's cost
+    assert ("crnn", "bands") in kinds
+
+
+def test_micro_study_writes_results_tables_plots_and_resumes(tmp_path, corpus):
+    out = tmp_path / "study"
+    results = run_study(micro(corpus), out, progress=False, peers=False)
+    runs = results["runs"]
+    by_kind = {}
+    for r in runs:
+        by_kind.setdefault((r["model"], r["kind"]), []).append(r)
+    assert {k for k in by_kind} == {(m, k) for m in ("crnn", "transformer") for k in ("baseline", "dynamic", "fixed",
+                                                                                      "prune")} | {("crnn", "bands")}
+    dynamic = {r["model"]: r for r in runs if r["kind"] == "dynamic" and not r.get("absolute")}
+    for kind in ("crnn", "transformer"):
+        for variant in ("fixed", "prune"):
+            (r,) = by_kind[(kind, variant)]
+            assert r["sizes"] == dynamic[kind]["sizes"]
+            assert r["flops_per_s"] == dynamic[kind]["flops_per_s"]
+        full = model_cost(kind, SIZES[kind])["flops_per_s"]
+        assert dynamic[kind]["flops_per_s"] <= 0.5 * full  # the budget controller's integer enforcement
+    (absolute,) = [r for r in runs if r.get("absolute")]
+    assert 0.97 <= absolute["flops_per_s"] / absolute["target"] <= 1.0
+    for r in runs:
+        m = r["metrics"]
+        assert 0 <= m["pooled"]["eer"] <= 1 and 0 <= m["pooled"]["auroc"] <= 1 and "threshold" in m
+        assert set(m["snr"]) == {"<5", "5-15", "15-25", ">=25", "clean"}
+    for name in ("results.json", "summary.json", "summary.md", "eer_vs_mflops.png", "eer_per_snr.png"):
+        assert (out / name).stat().st_size > 0
+    summary = json.loads((out / "summary.json").read_text())
+    assert set(summary["checks"]["crnn"]) >= {"met", "dynamic_beats_fixed_by_target", "absolute_within_3pct"}
+    assert summary["checks"]["crnn"]["absolute_within_3pct"] == [True]
+    assert results["rtf"]["ours"] and all(r["batch_rtf"] > 0 for r in results["rtf"]["ours"])
+    # resuming reuses every stored run (same records, no retraining)
+    stamps = {p: p.stat().st_mtime_ns for p in (out / "runs").iterdir()}
+    again = run_study(micro(corpus), out, progress=False, peers=False)
+    assert again["runs"] == runs
+    assert {p: p.stat().st_mtime_ns for p in (out / "runs").iterdir()} == stamps
+
+
+def test_default_model_of_a_study_saves_and_reloads_without_pickle(tmp_path, corpus):
+    from softwidth.vad.cli import _store_default
+
+    out = tmp_path / "study"
+    results = run_study(micro(corpus, models=("crnn",), band_targets={}), out, progress=False, peers=False)
+    _store_default(results, out, install=False)
+    model, meta = load_vad(out / "default_model")
+    assert meta["model"] == "crnn" and meta["sizes"]["bands"] == model.mel.bank.shape[1]
+    assert 0 < meta["threshold"] < 1 and meta["flops_per_s"] <= 0.4 * model_cost("crnn", SIZES["crnn"])[
+        "flops_per_s"]
+
+
+def test_study_without_a_corpus_or_with_unknown_models_raises(tmp_path):
+    with pytest.raises(SoftWidthError, match="build a corpus"):
+        run_study(VadStudyConfig(), tmp_path)
+    with pytest.raises(SoftWidthError, match="unknown VAD models"):
+        run_study(VadStudyConfig(corpus="x", models=("rnn",)), tmp_path)
