@@ -7,6 +7,7 @@ Method: Gómez & Bäckström, "Performance and Complexity Trade-off Optimization
 Training", arXiv 2601.13704 (2026).
 """
 
+from . import distributed, export
 from .consolidate import consolidate, widths
 from .cost import cost, flops, flops_per_second, macs, params
 from .errors import SoftWidthError
@@ -24,5 +25,5 @@ __version__ = "0.1.0"
 __all__ = [
     "Width", "dynamic", "LogMel", "concat", "profile", "cost", "flops", "macs", "params", "flops_per_second",
     "consolidate", "widths", "param_groups", "project_", "SoftWidthError",
-    "CostPenalty", "BudgetController", "Schedule", "FitConfig", "fit",
+    "CostPenalty", "BudgetController", "Schedule", "FitConfig", "fit", "distributed", "export",
 ]

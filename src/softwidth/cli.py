@@ -1,11 +1,13 @@
-"""The ``softwidth`` command line: ``softwidth demo`` and the case studies (``softwidth synthetic``).
+"""The ``softwidth`` command line: ``softwidth demo``, the case studies (``softwidth synthetic``) and sweeps.
 
-User errors exit with status 2 and a one-line message (no traceback).
+User errors exit with status 2 and a one-line message (no traceback); a refusal of the system (an
+``OSError``: disk full, permission denied, a path through a file) exits with status 1, also in one line.
 """
 
 from __future__ import annotations
 
 import argparse
+import math
 import sys
 from pathlib import Path
 
@@ -34,6 +36,36 @@ def _synthetic(args: argparse.Namespace) -> None:
         run_synthetic(config, out, resume=args.resume)
     print((out / "summary.md").read_text())
     print(f"results written to {out}/ (metrics.json, runs.csv, trajectories.csv, summary.md, *.png)")
+
+
+def _sweep(args: argparse.Namespace) -> None:
+    import json
+
+    from .sweep import grid, sweep
+
+    options = {}
+    for item in args.set:
+        key, sep, value = item.partition("=")
+        if not sep or not key:
+            raise SoftWidthError(f"--set takes KEY=VALUE, got {item!r}")
+        try:
+            options[key] = json.loads(value)
+        except ValueError:
+            options[key] = value  # a bare string
+    if args.epochs is not None:
+        options["epochs"] = args.epochs
+    points = grid(weights=args.weights, targets=args.targets, kappa_min=args.kappa_min or [None], seeds=args.seeds,
+                  **options)
+    out = args.out or Path(f"results/sweep_{args.case_study}")
+    rows = sweep(args.case_study, points, out, backend=args.backend, workers=args.workers, resume=args.resume)
+    print(f"{'weight':>8} {'target':>8} {'kappa':>6} {'seed':>4} {'FLOP/s':>12} {'quality':>9}  front")
+    for r in rows:
+        cells = [f"{r[k]:>8g}" if r[k] is not None else f"{'-':>8}" for k in ("weight", "target")]
+        kappa = f"{r['kappa_min']:>6g}" if r["kappa_min"] is not None else f"{'-':>6}"
+        numbers = (f"{r['flops']:>12.4g} {r['quality']:>9.4g}  {'*' if r['pareto'] else ''}" if not r["error"]
+                   else f"error: {r['error']}")
+        print(f"{cells[0]} {cells[1]} {kappa} {r['seed']:>4} {numbers}")
+    print(f"results written to {out}/ (pareto.csv, pareto.png, points/)")
 
 
 def _data_build(args: argparse.Namespace) -> None:
@@ -83,8 +115,8 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True)
     demo = sub.add_parser("demo", help="build a dynamic model, train it briefly, consolidate it")
     demo.add_argument("--steps", type=_positive_int, default=200, help="training steps (default 200)")
-    demo.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
-    demo.add_argument("--weight", type=float, default=0.5, help="FLOP/s penalty weight (default 0.5)")
+    demo.add_argument("--seed", type=_seed, default=0, help="random seed (default 0)")
+    demo.add_argument("--weight", type=_non_negative_float, default=0.5, help="FLOP/s penalty weight (default 0.5)")
     demo.set_defaults(func=_demo)
     syn = sub.add_parser("synthetic", help="the synthetic case study (teacher with d* directions)")
     syn.add_argument("--quick", action="store_true", help="one seed, fewer runs (under a minute)")
@@ -95,13 +127,29 @@ def build_parser() -> argparse.ArgumentParser:
                      help="rewrite metrics, tables and plots from the stored runs without training")
     syn.add_argument("--workers", type=_positive_int, default=2, help="parallel processes (default 2)")
     syn.set_defaults(func=_synthetic)
+    swp = sub.add_parser("sweep", help="train a case study over weights/targets/kappa_min; Pareto CSV and plot")
+    swp.add_argument("case_study", help="a registered case study (built in: synthetic)")
+    swp.add_argument("--weights", type=float, nargs="*", default=[], help="trade-off weights (CostPenalty)")
+    swp.add_argument("--targets", type=float, nargs="*", default=[],
+                     help="budgets as fractions of the full FLOP/s (BudgetController)")
+    swp.add_argument("--kappa-min", type=float, nargs="*", default=[], help="width floors kappa_min (default none)")
+    swp.add_argument("--seeds", type=int, nargs="+", default=[0], help="random seeds (default 0)")
+    swp.add_argument("--epochs", type=_positive_int, default=None, help="epochs per point (case-study default)")
+    swp.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                     help="a case-study option for every point (JSON value), e.g. --set train_size=2000")
+    swp.add_argument("--backend", choices=("local", "ray"), default="local",
+                     help="local process pool (default) or Ray Tune (softwidth[ray])")
+    swp.add_argument("--workers", type=_positive_int, default=2, help="parallel points (default 2)")
+    swp.add_argument("--out", type=Path, default=None, help="output folder (default results/sweep_<case study>)")
+    swp.add_argument("--resume", action="store_true", help="reuse the points an interrupted sweep finished")
+    swp.set_defaults(func=_sweep)
     data = sub.add_parser("data", help="speech corpora built offline from Debian packages")
     data_sub = data.add_subparsers(dest="data_command", required=True)
     build = data_sub.add_parser("build", help="build (or finish building) a corpus; idempotent and resumable")
     build.add_argument("corpus", choices=("vad", "antispoof"))
     build.add_argument("--size", choices=("tiny", "small", "full"), default="tiny", help="default tiny")
     build.add_argument("--out", type=Path, default=None, help="output folder (default: the user cache)")
-    build.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
+    build.add_argument("--seed", type=_seed, default=0, help="random seed (default 0)")
     build.add_argument("--speech", default=None, help="vad only: real speech, e.g. vctk:/data/VCTK-Corpus")
     build.add_argument("--noise", default=None, help="vad only: real noise, e.g. esc50:/data/ESC-50")
     build.set_defaults(func=_data_build)
@@ -110,6 +158,9 @@ def build_parser() -> argparse.ArgumentParser:
     check.add_argument("corpus", choices=("vad", "antispoof"))
     check.add_argument("dir", type=Path, help="the corpus folder")
     check.set_defaults(func=_data_check)
+    from .vad.cli import add_vad_parser
+
+    add_vad_parser(sub, _positive_int)
     return parser
 
 
@@ -117,6 +168,20 @@ def _positive_int(text: str) -> int:
     value = int(text)
     if value < 1:
         raise argparse.ArgumentTypeError(f"must be >= 1, got {value}")
+    return value
+
+
+def _seed(text: str) -> int:
+    value = int(text)
+    if not 0 <= value < 2**32:
+        raise argparse.ArgumentTypeError(f"must be an int in [0, 2**32 - 1], got {value}")
+    return value
+
+
+def _non_negative_float(text: str) -> float:
+    value = float(text)
+    if not math.isfinite(value) or value < 0:
+        raise argparse.ArgumentTypeError(f"must be a finite number >= 0, got {text}")
     return value
 
 
@@ -130,6 +195,9 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("softwidth: interrupted", file=sys.stderr)
         return 130
+    except OSError as err:  # disk full, permission denied, ...: the system's one-line reason, no traceback
+        print(f"softwidth: error: {' '.join(str(err).split())}", file=sys.stderr)
+        return 1
     return 0
 
 

@@ -49,6 +49,8 @@ def consolidate(model: nn.Module) -> nn.Module:
 
 def widths(model: nn.Module) -> dict[str, dict]:
     """JSON-able record of every width: ``{name: {"value", "rounded", "min_size", "max_size", "mix", "temperature"}}``."""
+    if not isinstance(model, nn.Module):
+        raise SoftWidthError(f"widths: expected an nn.Module, got {type(model).__name__}")
     name_widths(model)
     record: dict[str, dict] = {}
     for module in model.modules():

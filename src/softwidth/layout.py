@@ -11,6 +11,7 @@ from __future__ import annotations
 from typing import Iterable, Union
 
 import torch
+import torch.nn.functional as F
 
 from .errors import SoftWidthError
 from .width import Width
@@ -114,11 +115,21 @@ class Layout:
             mask = self.shares(x).view(shape)
             return x * mask
         signal, noise = zip(*(_weights(b, x) for b in self.blocks))
-        signal = torch.cat(signal).view(shape).to(x.dtype)
-        noise = torch.cat(noise).view(shape).to(x.dtype)
+        signal = torch.cat(signal).to(x.dtype)
+        noise = torch.cat(noise).to(x.dtype)
+        out = signal.view(shape) * x
+        # noise only where its weight is not exactly zero (a contiguous run around each boundary): the std and
+        # the random numbers of the other features would be multiplied by zero
+        on = torch.nonzero(noise.detach() > 0).flatten()
+        if on.numel() == 0:
+            return out
+        lo, hi = int(on[0]), int(on[-1]) + 1
+        part = x.detach().narrow(dim, lo, hi - lo)
         reduce = [d for d in range(x.dim()) if d != dim % x.dim()]
-        sigma = x.detach().std(dim=reduce, correction=0, keepdim=True) if reduce else x.detach().abs()
-        return signal * x + noise * sigma * torch.randn_like(x)
+        sigma = part.std(dim=reduce, correction=0, keepdim=True) if reduce else part.abs()
+        shape[dim] = hi - lo
+        extra = noise[lo:hi].view(shape) * sigma * torch.randn_like(part)
+        return out + F.pad(extra, _pad_spec(x.dim(), dim % x.dim(), lo, self.max_size - hi))
 
     @property
     def label(self) -> str:
@@ -143,9 +154,14 @@ def concat(*widths: WidthLike) -> Layout:
 
 
 def check_features(x: torch.Tensor, expected: int, dim: int, *, where: str) -> None:
-    """Raise :class:`SoftWidthError` unless ``x`` is a finite tensor with ``x.shape[dim] == expected``."""
+    """Raise :class:`SoftWidthError` unless ``x`` is a finite floating-point tensor with ``x.shape[dim] ==
+    expected`` (``dim`` an int)."""
     if not isinstance(x, torch.Tensor):
         raise SoftWidthError(f"{where}: expected a torch.Tensor, got {type(x).__name__}")
+    if not x.is_floating_point():  # the noise mix needs a std; layers need float weights' dtype
+        raise SoftWidthError(f"{where}: expected floating-point features, got a {x.dtype} tensor; cast with .float()")
+    if isinstance(dim, bool) or not isinstance(dim, int):
+        raise SoftWidthError(f"{where}: the feature axis must be an int, got {dim!r}")
     if not -x.dim() <= dim < max(x.dim(), 1) or x.dim() == 0:
         raise SoftWidthError(f"{where}: input of shape {tuple(x.shape)} has no feature axis {dim}")
     if x.shape[dim] != expected:
@@ -153,8 +169,17 @@ def check_features(x: torch.Tensor, expected: int, dim: int, *, where: str) -> N
             f"{where}: input has {x.shape[dim]} features on axis {dim} (shape {tuple(x.shape)}), "
             f"expected {expected}; check the layer's in_width / the producer's max size"
         )
-    if x.is_floating_point() and not bool(torch.isfinite(x).all()):
+    # one reduction decides in the common case (a finite sum means no NaN/inf); the exact elementwise check runs
+    # only when the sum is not finite (NaN/inf inside, or finite values whose float sum overflows)
+    if not bool(torch.isfinite(x.detach().sum())) and not bool(torch.isfinite(x).all()):
         raise SoftWidthError(f"{where}: input features contain NaN or inf")
+
+
+def _pad_spec(ndim: int, dim: int, before: int, after: int) -> tuple[int, ...]:
+    """``F.pad`` amounts that pad axis ``dim`` of an ``ndim``-D tensor by ``before``/``after`` zeros."""
+    spec = [0, 0] * (ndim - dim)
+    spec[-2:] = [before, after]
+    return tuple(spec)
 
 
 def _max(block: Width | int) -> int:

@@ -114,6 +114,8 @@ class BudgetController:
             raise SoftWidthError(f"BudgetController: target must be a finite number > 0, got {target!r}")
         if not is_number(step_size) or step_size <= 0:
             raise SoftWidthError(f"BudgetController: step_size must be > 0, got {step_size!r}")
+        if not isinstance(relative, bool):
+            raise SoftWidthError(f"BudgetController: relative must be True or False, got {relative!r}")
         self.model, self.kind, self.step_size = model, kind, float(step_size)
         self.full = full_cost(model, kind)
         self.target = float(target) * self.full if relative else float(target)

@@ -13,6 +13,8 @@ __all__ = ["param_groups", "project_", "width_modules"]
 
 def width_modules(model: nn.Module) -> list[Width]:
     """Every distinct :class:`Width` in ``model``, in module order."""
+    if not isinstance(model, nn.Module):
+        raise SoftWidthError(f"expected an nn.Module, got {type(model).__name__}")
     return [m for m in model.modules() if isinstance(m, Width)]
 
 
@@ -25,6 +27,8 @@ def param_groups(model: nn.Module, *, width_lr: float, weight_decay: float = 0.0
     """
     if not is_number(width_lr) or width_lr < 0:
         raise SoftWidthError(f"param_groups: width_lr must be a finite number >= 0, got {width_lr!r}")
+    if not is_number(weight_decay) or weight_decay < 0:
+        raise SoftWidthError(f"param_groups: weight_decay must be a finite number >= 0, got {weight_decay!r}")
     width_params = {id(w.value): w.value for w in width_modules(model)}
     others = [p for p in model.parameters() if id(p) not in width_params]
     return [

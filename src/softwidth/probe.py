@@ -71,6 +71,8 @@ def profile(model: nn.Module, example, *, seconds: float = 1.0) -> Profile:
     if first is None or first.dim() == 0:
         raise SoftWidthError("profile: example must be a batched tensor (or a tuple holding one)")
     batch = first.shape[0]
+    if batch < 1:  # positions are counted per example
+        raise SoftWidthError(f"profile: example has batch size 0 (shape {tuple(first.shape)}); use one example or more")
     name_widths(model)
 
     # width-aware layers, and stock composites softwidth prices as one unit, hide their children

@@ -42,6 +42,9 @@ class Schedule:
     width_lr_end: float = 0.1
 
     def __post_init__(self) -> None:
+        for name, value in asdict(self).items():  # the range checks below then also reject NaN
+            if isinstance(value, bool) or not isinstance(value, (int, float)):
+                raise SoftWidthError(f"Schedule: {name} must be a number, got {value!r}")
         if not 0.0 <= self.warmup <= self.anneal_start <= self.freeze <= 1.0:
             raise SoftWidthError(
                 "Schedule: need 0 <= warmup <= anneal_start <= freeze <= 1, got "

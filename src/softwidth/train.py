@@ -18,7 +18,7 @@ import csv
 import os
 import pickle
 import warnings
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Callable, Iterable
 
@@ -26,8 +26,12 @@ import torch
 from torch import nn
 from tqdm.auto import tqdm
 
+from . import distributed
 from .consolidate import consolidate, widths
+from .diagnostics import check_finite, locate_nonfinite, nonfinite_tensors
 from .errors import SoftWidthError, is_number
+from .export import save_consolidated
+from .integrations.tensorboard import open_writer, write_row
 from .objective import model_cost
 from .optim import width_modules
 from .schedule import Schedule, WidthScheduler
@@ -61,7 +65,8 @@ class FitConfig:
     def __post_init__(self) -> None:
         if isinstance(self.epochs, bool) or not isinstance(self.epochs, int) or self.epochs < 1:
             raise SoftWidthError(f"FitConfig: epochs must be an int >= 1, got {self.epochs!r}")
-        if not isinstance(self.finetune_epochs, int) or self.finetune_epochs < 0:
+        n = self.finetune_epochs
+        if isinstance(n, bool) or not isinstance(n, int) or n < 0:
             raise SoftWidthError(f"FitConfig: finetune_epochs must be an int >= 0, got {self.finetune_epochs!r}")
         if self.width_lr is not None and (not is_number(self.width_lr) or self.width_lr <= 0):
             raise SoftWidthError(f"FitConfig: width_lr must be None or a finite number > 0, got {self.width_lr!r}")
@@ -71,6 +76,8 @@ class FitConfig:
             value = getattr(self, name)
             if not is_number(value) or value <= 0:
                 raise SoftWidthError(f"FitConfig: {name} must be a finite number > 0, got {value!r}")
+        if not isinstance(self.schedule, Schedule):
+            raise SoftWidthError(f"FitConfig: schedule must be a Schedule, got {type(self.schedule).__name__}")
 
 
 @dataclass
@@ -100,7 +107,7 @@ def evaluate(model: nn.Module, data: Iterable, loss_fn: LossFn) -> float:
 
 def fit(model: nn.Module, train_data: Iterable, *, loss_fn: LossFn, config: FitConfig = FitConfig(),
         cost_term=None, val_data: Iterable | None = None, out_dir: str | os.PathLike | None = None,
-        resume: bool = False) -> FitResult:
+        resume: bool = False, tensorboard: str | os.PathLike | bool | None = None) -> FitResult:
     """Train ``model`` (profiled, with widths) and return the trained and consolidated models.
 
     Args:
@@ -115,7 +122,15 @@ def fit(model: nn.Module, train_data: Iterable, *, loss_fn: LossFn, config: FitC
             ``None``).
         resume: continue from ``out_dir/checkpoint.pt`` if it exists, else (or if it cannot be loaded, with a
             warning) from ``checkpoint.prev.pt``; :class:`SoftWidthError` if neither loads.
+        tensorboard: ``None`` (default) logs every CSV column to ``out_dir/tensorboard`` when tensorboard is
+            installed; ``False`` never; a path logs there.
+
+    Under ``torchrun`` (``WORLD_SIZE > 1``) it trains data-parallel with no change to the call: see
+    :mod:`softwidth.distributed` (gradients averaged over ranks, only rank 0 writes). Each rank must get its
+    own share of the data. With ``out_dir``, the consolidated model is also saved to ``out_dir/consolidated``
+    (:func:`softwidth.export.save`; weights only if its architecture cannot be described).
     """
+    _check_arguments(model, loss_fn, config, cost_term, out_dir)
     try:
         steps_per_epoch = len(train_data)  # type: ignore[arg-type]
     except TypeError:
@@ -125,49 +140,106 @@ def fit(model: nn.Module, train_data: Iterable, *, loss_fn: LossFn, config: FitC
     total = config.epochs * steps_per_epoch
     optimizer = torch.optim.Adam(_groups(model, config, total), lr=config.lr, weight_decay=config.weight_decay)
     scheduler = WidthScheduler(model, config.schedule, total_steps=total, controller=cost_term)
+    distributed.setup()  # under torchrun: join the process group (nothing in a single process)
+    main = distributed.is_main()  # only rank 0 writes files and shows progress
     out = Path(out_dir) if out_dir is not None else None
     history: list[dict] = []
     start = 0
     if out is not None:
         out.mkdir(parents=True, exist_ok=True)
-        for stale in (out / TEMPORARY, out / "log.tmp"):  # left by a run killed mid-write: never trusted
+        for stale in (out / TEMPORARY, out / "log.tmp") if main else ():  # left by a killed run: never trusted
             stale.unlink(missing_ok=True)
         if resume and ((out / CHECKPOINT).exists() or (out / PREVIOUS).exists()):
             start, history = _resume(out, model, optimizer, scheduler, cost_term)
-            _write_csv(out / "log.csv", history)  # the log may be an epoch ahead of the checkpoint used
-    bar = tqdm(range(start, config.epochs), desc="fit", unit="epoch", disable=not config.progress)
+            if main:
+                _write_csv(out / "log.csv", history)  # the log may be an epoch ahead of the checkpoint used
+    distributed._replicate(model, steps_per_epoch=steps_per_epoch, start_epoch=start)
+    board = open_writer(tensorboard, out) if main else None
+    bar = tqdm(range(start, config.epochs), desc="fit", unit="epoch", disable=not config.progress or not main)
     for epoch in bar:
         model.train()
         task_sum = 0.0
         for batch in train_data:
-            task = loss_fn(model, batch)
-            loss = task + cost_term.penalty() if cost_term is not None and scheduler.widths_learning else task
+            at = f"epoch {epoch + 1}, step {scheduler.steps}"
+            try:
+                task = loss_fn(model, batch)
+                loss = task + cost_term.penalty() if cost_term is not None and scheduler.widths_learning else task
+            except SoftWidthError as err:  # e.g. NaN features reaching a layer, a diverged width: say when
+                report = replace(locate_nonfinite(model, lambda: loss_fn(model, batch)), error="")  # NaN origin
+                origin = f"; {report}" if report.module is not None or report.tensors else ""
+                raise SoftWidthError(f"fit: at {at}: {err}{origin}") from None
+            _check_loss(loss, at)
             if not torch.isfinite(loss):
-                raise SoftWidthError(f"fit: loss became {float(loss)} at epoch {epoch + 1}, step {scheduler.steps}")
+                where = _nonfinite(model, loss_fn, batch, task)
+                raise SoftWidthError(f"fit: loss became {float(loss)} at {at}; {where}")
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
+            distributed.average_gradients(model)  # torchrun: every rank takes the same step
+            bad = nonfinite_tensors(model, grads=True)
+            if bad:  # refuse the step, so NaN never enters a weight or a width
+                raise SoftWidthError(f"fit: non-finite gradient at {at} in {', '.join(bad[:5])}; the step was not "
+                                     "taken (lower the learning rate, check the loss for log(0), sqrt(0), x/0)")
             optimizer.step()
             if cost_term is not None and scheduler.widths_learning:
                 cost_term.step()
             scheduler.step()
             _scale_width_lr(optimizer, config.schedule.width_lr_factor(scheduler.progress))
             task_sum += float(task.detach())
-        row = {"epoch": epoch + 1, "train_task": task_sum / steps_per_epoch}
+        check_finite(model, where=f"fit: after epoch {epoch + 1}")  # never log, save or consolidate a NaN model
+        row = {"epoch": epoch + 1, "train_task": distributed._mean(task_sum / steps_per_epoch)}
         if val_data is not None:
-            row["val_task"] = evaluate(model, val_data, loss_fn)
+            row["val_task"] = distributed._mean(evaluate(model, val_data, loss_fn))
         row.update(_cost_columns(model, cost_term))
         row.update({f"width:{k}": v["value"] for k, v in widths(model).items()})
         history.append(row)
         bar.set_postfix({k: f"{v:.4g}" for k, v in row.items() if k in ("train_task", "val_task", "cost")})
-        if out is not None:
+        if out is not None and main:
             _write_csv(out / "log.csv", history)
             _save(out, epoch + 1, model, optimizer, scheduler, cost_term, history)
+        if board is not None:
+            write_row(board, row)
+    if board is not None:
+        board.close()
     model.eval()
+    check_finite(model, where="fit: before consolidation")
     plain = consolidate(model)
     if config.finetune_epochs:
         _finetune(plain, train_data, loss_fn, config)
+        check_finite(plain, where="fit: after fine-tuning")
     plain.eval()
+    if out is not None and main:
+        save_consolidated(plain, out / "consolidated", widths=widths(model))
     return FitResult(model=model, consolidated=plain, history=history, widths=widths(model))
+
+
+def _check_arguments(model, loss_fn, config, cost_term, out_dir) -> None:
+    if not isinstance(model, nn.Module):
+        raise SoftWidthError(f"fit: model must be an nn.Module, got {type(model).__name__}")
+    if not callable(loss_fn):
+        raise SoftWidthError(f"fit: loss_fn must be a callable loss_fn(model, batch), got {type(loss_fn).__name__}")
+    if not isinstance(config, FitConfig):
+        raise SoftWidthError(f"fit: config must be a FitConfig, got {type(config).__name__}")
+    if cost_term is not None and not all(hasattr(cost_term, a) for a in ("penalty", "step", "normalised_cost")):
+        raise SoftWidthError(f"fit: cost_term must be a CostPenalty, a BudgetController or None, got "
+                             f"{type(cost_term).__name__}")
+    if out_dir is not None and not isinstance(out_dir, (str, os.PathLike)):
+        raise SoftWidthError(f"fit: out_dir must be a path or None, got {type(out_dir).__name__}")
+
+
+def _check_loss(loss, at: str) -> None:
+    if not isinstance(loss, torch.Tensor) or loss.numel() != 1 or not loss.is_floating_point():
+        got = f"shape {tuple(loss.shape)} {loss.dtype}" if isinstance(loss, torch.Tensor) else type(loss).__name__
+        raise SoftWidthError(f"fit: loss_fn must return a scalar floating-point tensor, got {got} at {at}")
+    if not loss.requires_grad:
+        raise SoftWidthError(f"fit: the loss at {at} does not depend on a trainable parameter (no grad_fn); "
+                             "compute it from model(...) inside loss_fn")
+
+
+def _nonfinite(model: nn.Module, loss_fn: LossFn, batch, task: torch.Tensor) -> str:
+    """One line on where a non-finite loss came from: the cost term, or the first module (a rerun)."""
+    if bool(torch.isfinite(torch.as_tensor(task).detach()).all()):
+        return "the task loss is finite: the cost term's penalty is not"
+    return str(locate_nonfinite(model, lambda: loss_fn(model, batch)))
 
 
 def _groups(model: nn.Module, config: FitConfig, total_steps: int) -> list[dict]:
@@ -202,11 +274,17 @@ def _cost_columns(model: nn.Module, cost_term) -> dict:
 def _finetune(plain: nn.Module, data: Iterable, loss_fn: LossFn, config: FitConfig) -> None:
     opt = torch.optim.Adam(plain.parameters(), lr=config.finetune_lr)
     plain.train()
-    for _ in tqdm(range(config.finetune_epochs), desc="fine-tune", unit="epoch", disable=not config.progress):
+    bar = tqdm(range(config.finetune_epochs), desc="fine-tune", unit="epoch",
+               disable=not config.progress or not distributed.is_main())
+    for _ in bar:
         for batch in data:
             loss = loss_fn(plain, batch)
+            if not torch.isfinite(loss):
+                raise SoftWidthError(f"fit: fine-tuning loss became {float(loss)}; "
+                                     f"{locate_nonfinite(plain, lambda: loss_fn(plain, batch))}")
             opt.zero_grad(set_to_none=True)
             loss.backward()
+            distributed.average_gradients(plain)
             opt.step()
 
 

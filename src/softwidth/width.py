@@ -48,6 +48,7 @@ __all__ = ["Width", "MIXES"]
 
 MIXES = ("ramp", "paper")
 _EPS = 1e-12
+_MAX_SIZE = 2**24  # feature indices are float32 (exact integers up to 2**24)
 
 
 class Width(nn.Module):
@@ -82,8 +83,10 @@ class Width(nn.Module):
     ) -> None:
         super().__init__()
         label = name or "Width"
-        if isinstance(max_size, bool) or not isinstance(max_size, int) or max_size < 1:
-            raise SoftWidthError(f"{label}: max_size must be an int >= 1, got {max_size!r}")
+        if isinstance(max_size, bool) or not isinstance(max_size, int) or not 1 <= max_size <= _MAX_SIZE:
+            raise SoftWidthError(f"{label}: max_size must be an int >= 1 and <= 2**24, got {max_size!r}")
+        if name is not None and not isinstance(name, str):
+            raise SoftWidthError(f"{label}: name must be a str or None, got {type(name).__name__}")
         if min_size is not None and kappa_min is not None:
             raise SoftWidthError(f"{label}: give min_size or kappa_min, not both")
         if kappa_min is not None:
@@ -115,6 +118,8 @@ class Width(nn.Module):
         self.mix = mix
         self.name = name
         self.value = nn.Parameter(torch.tensor(float(init)))
+        self._good = float(init)  # the last finite in-bounds value (restored by project_ after a NaN step)
+        self.project_()  # init == a min_size that float32 cannot hold exactly: start just above it
         self.register_buffer("temperature", torch.tensor(1.0))
         self.set_temperature(temperature)
         self.register_buffer("index", torch.arange(max_size, dtype=torch.float32), persistent=False)
@@ -145,13 +150,21 @@ class Width(nn.Module):
     def project_(self) -> None:
         """Clamp the parameter into ``[min_size, max_size]`` in place, only if it is outside.
 
-        Raises :class:`SoftWidthError` if the parameter is NaN or infinite (e.g. after a diverged step).
+        If the parameter is NaN or infinite (e.g. after a diverged step or a NaN gradient), it is reset to
+        its last projected value, so a width never holds a value outside its bounds, and
+        :class:`SoftWidthError` is raised.
         """
         value = float(self.value.detach())
         if not math.isfinite(value):
-            raise SoftWidthError(f"{self.label}: width became {value} (diverged optimizer step?)")
+            self.value.fill_(self._good)  # never leave NaN/inf in the parameter: the next forward stays sane
+            raise SoftWidthError(f"{self.label}: width became {value} (diverged optimizer step?); reset to its "
+                                 f"last value {self._good:g}; lower the width learning rate or fix the loss")
         if value < self.min_size or value > self.max_size:
             self.value.clamp_(self.min_size, float(self.max_size))
+            if float(self.value.detach()) < self.min_size:  # min_size is no float32: use the next one above
+                self.value.copy_(torch.nextafter(self.value, self.value.new_tensor(math.inf)))
+            value = float(self.value.detach())
+        self._good = value
 
     def real(self) -> torch.Tensor:
         """The real-valued size K as a differentiable 0-dim tensor (projected into bounds first)."""

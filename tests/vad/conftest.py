@@ -46,3 +46,11 @@ def make_corpus(root: Path, counts=(("train", 6), ("val", 3), ("test", 4)), seco
 @pytest.fixture
 def corpus(tmp_path) -> Path:
     return make_corpus(tmp_path / "corpus")
+
+
+@pytest.fixture(scope="session")
+def tiny_vad_corpus(tmp_path_factory) -> Path:
+    """The real tiny VAD corpus built from Debian packages (network; about 20 s)."""
+    from softwidth.data.vad_corpus import build_vad_corpus
+
+    return build_vad_corpus(tmp_path_factory.mktemp("vad") / "tiny", size="tiny", progress=False)

@@ -7,13 +7,16 @@ prompts). Channels are averaged to mono and other sample rates are resampled wit
 whose default Kaiser-windowed FIR is the anti-aliasing filter.
 
 Every file that cannot give audio (missing, empty, not audio, corrupt or truncated header, truncated WAV data,
-undecodable stream, zero samples, NaN/inf samples, longer than ``max_seconds``) raises :class:`AudioError`
-carrying the path and the reason, so corpus builders catch that one type, skip the file and count it.
-A silent (all-zero) file is valid audio and is returned as is.
+undecodable stream, zero samples, NaN/inf samples, longer than ``max_seconds``, a sample rate outside
+:data:`RATE_RANGE` (a corrupt header), or a rate whose exact ratio to the one asked for is too costly to
+resample, e.g. a prime rate of 44101 Hz) raises :class:`AudioError` carrying the path and the reason, so corpus
+builders catch that one type, skip the file and count it. A silent (all-zero) file is valid audio and is
+returned as is; so is a clipped one (samples at full scale).
 """
 
 from __future__ import annotations
 
+import io
 import math
 import os
 import struct
@@ -28,6 +31,9 @@ from ..errors import SoftWidthError, is_number
 from .cache import atomic_path
 
 __all__ = ["AudioError", "AudioInfo", "audio_info", "read_audio", "write_wav"]
+
+RATE_RANGE = (1000, 768000)  # Hz; a header outside it is corrupt (a resampler would need ~rate filter taps)
+_MAX_RATIO = 1 << 15  # largest reduced up/down factor resampled: its FIR has 20x that many taps (~5 MB)
 
 _GSM_RATE = 8000  # Hz; header-less GSM 6.10 is 8 kHz mono by definition
 _GSM_FRAME = (33, 160)  # bytes per frame, samples per frame
@@ -64,6 +70,12 @@ def _is_gsm(path: Path) -> bool:
     return path.suffix.lower() == ".gsm"
 
 
+def _path(path, where: str) -> Path:
+    if not isinstance(path, (str, os.PathLike)):
+        raise SoftWidthError(f"{where}: path must be a str or os.PathLike, got {type(path).__name__}")
+    return Path(path)
+
+
 def _open(path: Path) -> sf.SoundFile:
     """Open ``path`` for reading, after the checks that need no decoder; errors become :class:`AudioError`."""
     try:
@@ -82,6 +94,11 @@ def _open(path: Path) -> sf.SoundFile:
                 raise AudioError(path, f"raw GSM file of {size} bytes holds no full 33-byte frame")
             return sf.SoundFile(path, format="RAW", subtype="GSM610", samplerate=_GSM_RATE, channels=1)
         handle = sf.SoundFile(path)
+        if not RATE_RANGE[0] <= handle.samplerate <= RATE_RANGE[1]:
+            rate = handle.samplerate
+            handle.close()
+            raise AudioError(path, f"implausible sample rate {rate} Hz in the header (corrupt?); expected "
+                                   f"{RATE_RANGE[0]}..{RATE_RANGE[1]} Hz")
     except AudioError:
         raise
     except sf.LibsndfileError as err:
@@ -120,7 +137,7 @@ def _wav_truncation(path: Path, size: int) -> str | None:
 def audio_info(path: str | os.PathLike[str]) -> AudioInfo:
     """Header information of an audio file without decoding it. Raises :class:`AudioError` like
     :func:`read_audio` (except for problems only decoding reveals)."""
-    p = Path(path)
+    p = _path(path, "audio_info")
     with _open(p) as handle:
         rate, frames = int(handle.samplerate), int(handle.frames)
         if rate <= 0:
@@ -145,15 +162,21 @@ def read_audio(path: str | os.PathLike[str], sample_rate: int, *, max_seconds: f
         AudioError: the file cannot give audio (see the module docstring for the cases).
         SoftWidthError: ``sample_rate`` or ``max_seconds`` is not a positive number.
     """
-    if isinstance(sample_rate, bool) or not isinstance(sample_rate, (int, np.integer)) or sample_rate <= 0:
-        raise SoftWidthError(f"read_audio: sample_rate must be a positive int in Hz, got {sample_rate!r}")
+    if (isinstance(sample_rate, bool) or not isinstance(sample_rate, (int, np.integer))
+            or not RATE_RANGE[0] <= sample_rate <= RATE_RANGE[1]):
+        raise SoftWidthError(f"read_audio: sample_rate must be a positive int in Hz, in {RATE_RANGE[0]}.."
+                             f"{RATE_RANGE[1]}, got {sample_rate!r}")
     if max_seconds is not None and not (is_number(max_seconds) and max_seconds > 0):
         raise SoftWidthError(f"read_audio: max_seconds must be a positive number of seconds, got {max_seconds!r}")
-    p = Path(path)
+    p = _path(path, "read_audio")
     with _open(p) as handle:
         rate, channels = int(handle.samplerate), int(handle.channels)
         if rate <= 0 or channels <= 0:
             raise AudioError(p, f"invalid header ({rate} Hz, {channels} channels)")
+        g = math.gcd(rate, int(sample_rate))
+        if max(rate, int(sample_rate)) // g > _MAX_RATIO:
+            raise AudioError(p, f"{rate} Hz has no affordable exact resampling to {sample_rate} Hz (ratio "
+                                f"{int(sample_rate) // g}/{rate // g}); convert the file to a standard rate first")
         limit = None if max_seconds is None else math.floor(max_seconds * rate)
         if limit is not None and handle.frames > limit:
             raise AudioError(p, f"{handle.frames / rate:.1f} s is longer than max_seconds={max_seconds}")
@@ -182,8 +205,9 @@ def read_audio(path: str | os.PathLike[str], sample_rate: int, *, max_seconds: f
         raise AudioError(p, "non-finite samples (NaN or inf)")
     mono = frames.mean(axis=1, dtype=np.float32) if channels > 1 else frames[:, 0]
     if rate != sample_rate:
-        g = math.gcd(rate, int(sample_rate))
         mono = resample_poly(mono, int(sample_rate) // g, rate // g).astype(np.float32, copy=False)
+        if not np.isfinite(mono).all():  # float files near the float32 limit overflow in the filter
+            raise AudioError(p, "samples overflow when resampled (values near the float32 limit)")
     return np.ascontiguousarray(mono, dtype=np.float32)
 
 
@@ -199,15 +223,25 @@ def write_wav(path: str | os.PathLike[str], audio: np.ndarray, sample_rate: int)
     Returns the path. The same input always gives the same bytes (no timestamps in WAV headers).
     Raises :class:`SoftWidthError` for an empty, non-finite or wrongly shaped array.
     """
-    if isinstance(sample_rate, bool) or not isinstance(sample_rate, (int, np.integer)) or sample_rate <= 0:
-        raise SoftWidthError(f"write_wav: sample_rate must be a positive int in Hz, got {sample_rate!r}")
-    x = np.asarray(audio, dtype=np.float32)
+    if (isinstance(sample_rate, bool) or not isinstance(sample_rate, (int, np.integer))
+            or not RATE_RANGE[0] <= sample_rate <= RATE_RANGE[1]):  # what read_audio accepts
+        raise SoftWidthError(f"write_wav: sample_rate must be a positive int in Hz, in {RATE_RANGE[0]}.."
+                             f"{RATE_RANGE[1]}, got {sample_rate!r}")
+    _path(path, "write_wav")
+    try:
+        x = np.asarray(audio, dtype=np.float32)
+    except (TypeError, ValueError):
+        raise SoftWidthError(f"write_wav({path}): audio must be a numeric array, got {type(audio).__name__}") from None
     if x.ndim not in (1, 2) or x.shape[0] == 0 or (x.ndim == 2 and x.shape[1] == 0):
         raise SoftWidthError(f"write_wav({path}): audio must be (samples,) or (samples, channels) with "
                              f"samples > 0, got shape {tuple(x.shape)}")
     if not np.isfinite(x).all():
         raise SoftWidthError(f"write_wav({path}): audio holds NaN or inf; fix the signal before writing it")
     x = np.clip(x, -1.0, 1.0)
+    # Encode in memory, then write the bytes: a full disk then raises OSError(ENOSPC) (libsndfile writing
+    # to the file itself reports it as an empty LibsndfileError), and the temporary file is removed.
+    buffer = io.BytesIO()
+    sf.write(buffer, x, int(sample_rate), format="WAV", subtype="PCM_16")
     with atomic_path(path) as tmp:
-        sf.write(tmp, x, int(sample_rate), format="WAV", subtype="PCM_16")
+        tmp.write_bytes(buffer.getvalue())
     return Path(path)

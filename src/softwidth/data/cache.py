@@ -13,6 +13,7 @@ The cache directory is ``$SOFTWIDTH_CACHE`` if set, else ``$XDG_CACHE_HOME/softw
 from __future__ import annotations
 
 import contextlib
+import errno
 import hashlib
 import json
 import os
@@ -54,7 +55,9 @@ def atomic_path(path: str | os.PathLike[str]) -> Iterator[Path]:
 
     The caller writes the whole file to the yielded path (any writer that takes a path works, e.g.
     ``soundfile.write`` with an explicit ``format``). If the block raises, the temporary file is removed
-    and ``path`` is untouched. Parent directories are created.
+    and ``path`` is untouched. Parent directories are created. A write that fails because the disk is full
+    raises ``OSError(errno.ENOSPC)`` with a one-line message naming ``path``, whatever the writer raised
+    (numpy and libsndfile lose the errno).
     """
     target = Path(path)
     target.parent.mkdir(parents=True, exist_ok=True)
@@ -68,9 +71,27 @@ def atomic_path(path: str | os.PathLike[str]) -> Iterator[Path]:
         with open(tmp, "rb+") as handle:
             os.fsync(handle.fileno())
         os.replace(tmp, target)
+    except (OSError, RuntimeError) as err:
+        if _disk_full(err, target.parent):
+            raise OSError(errno.ENOSPC, f"No space left on device while writing {target}; nothing half-written "
+                                        "is kept: free space and rerun (finished files are reused)") from err
+        raise
     finally:
         with contextlib.suppress(FileNotFoundError):
             tmp.unlink()
+
+
+def _disk_full(err: BaseException, directory: Path) -> bool:
+    """True if ``err`` says ENOSPC/EDQUOT, or carries no errno while ``directory``'s file system is full
+    (under 1 MiB free): numpy raises ``OSError("N requested and M written")``, libsndfile an empty error."""
+    code = getattr(err, "errno", None)
+    if code is not None:
+        return code in (errno.ENOSPC, errno.EDQUOT)
+    try:
+        stat = os.statvfs(directory)
+    except OSError:
+        return False
+    return stat.f_bavail * stat.f_frsize < (1 << 20)
 
 
 def write_atomic(path: str | os.PathLike[str], data: bytes | str) -> Path:

@@ -28,7 +28,8 @@ import numpy as np
 import torch
 
 from ..errors import SoftWidthError, is_number
-from ..layers.frontend import check_stft, check_waveform, dft_basis, is_int, mel_filters, power_spectrum
+from ..layers.frontend import (MAX_BANDS, check_stft, check_waveform, dft_basis, is_int, mel_filters,
+                               power_spectrum)
 from .audio import AudioError, read_audio
 from .cache import atomic_path, default_cache_dir
 
@@ -81,7 +82,7 @@ def linear_filters(n_filters: int, *, n_fft: int, sample_rate: float, f_min: flo
     normalisation (as ``torchaudio.functional.linear_fbanks`` and the ASVspoof LFCC baselines).
     """
     _, f_max = check_stft(sample_rate, n_fft, 1, None, f_min, f_max, where="linear_filters")
-    _check_count("n_filters", n_filters, where="linear_filters")
+    _check_count("n_filters", n_filters, where="linear_filters", most=MAX_BANDS)
     return _linear_bank(n_filters, n_fft, float(sample_rate), float(f_min), f_max).clone()
 
 
@@ -139,7 +140,7 @@ def log_mel(
     """
     where = "log_mel"
     win_length, f_max = check_stft(sample_rate, n_fft, hop_length, win_length, f_min, f_max, where=where)
-    _check_count("n_mels", n_mels, where=where)
+    _check_count("n_mels", n_mels, where=where, most=MAX_BANDS)
     _check_eps(log_eps, where=where)
     x = _check_waveform(waveform, n_fft, where=where)
     bank = _mel_bank(n_mels, n_fft, float(sample_rate), float(f_min), f_max).to(device=x.device, dtype=x.dtype)
@@ -170,7 +171,7 @@ def lfcc(
     """
     where = "lfcc"
     win_length, f_max = check_stft(sample_rate, n_fft, hop_length, win_length, f_min, f_max, where=where)
-    _check_count("n_filters", n_filters, where=where)
+    _check_count("n_filters", n_filters, where=where, most=MAX_BANDS)
     _check_count("n_coeffs", n_coeffs, where=where, most=n_filters)
     _check_eps(log_eps, where=where)
     x = _check_waveform(waveform, n_fft, where=where)
@@ -209,8 +210,8 @@ class FeatureConfig:
             raise SoftWidthError(f"{where}: sample_rate must be an int number of Hz > 0, got {self.sample_rate!r}")
         check_stft(self.sample_rate, self.n_fft, self.hop_length, self.win_length, self.f_min, self.f_max,
                     where=where)
-        _check_count("n_mels", self.n_mels, where=where)
-        _check_count("n_filters", self.n_filters, where=where)
+        _check_count("n_mels", self.n_mels, where=where, most=MAX_BANDS)
+        _check_count("n_filters", self.n_filters, where=where, most=MAX_BANDS)
         _check_count("n_coeffs", self.n_coeffs, where=where, most=self.n_filters)
         _check_eps(self.log_eps, where=where)
 

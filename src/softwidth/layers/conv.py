@@ -46,10 +46,11 @@ class _ConvNd(DynamicLayer):
         self._register_widths(out_width=self.out_layout, in_width=self.in_layout)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        if x.dim() not in (self._spatial + 1, self._spatial + 2):
+        if not isinstance(x, torch.Tensor) or x.dim() not in (self._spatial + 1, self._spatial + 2):
+            got = f"shape {tuple(x.shape)}" if isinstance(x, torch.Tensor) else type(x).__name__
             raise SoftWidthError(
                 f"{self.where}: expected a {self._spatial + 2}-d (batched) or {self._spatial + 1}-d input, "
-                f"got shape {tuple(x.shape)}"
+                f"got {got}"
             )
         check_features(x, self.conv.in_channels, -self._spatial - 1, where=self.where)
         return self.out_layout.gate(self.conv(x), -self._spatial - 1, where=self.where)

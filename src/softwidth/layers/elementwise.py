@@ -50,6 +50,7 @@ class Elementwise(DynamicLayer):
         self._register_widths(width=self.out_layout)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        check_features(x, self.out_layout.max_size, self.dim, where=self.where)  # before the module sees it
         return self.out_layout.gate(self.module(x), self.dim, where=self.where)
 
     def feature_dim(self, ndim: int, which: str) -> int:

@@ -26,6 +26,9 @@ from ._base import Cost, DynamicLayer
 __all__ = ["LogMel", "mel_filters"]
 
 
+MAX_FFT, MAX_BANDS = 8192, 4096  # the DFT basis is n_fft x (n_fft + 2) floats (268 MB at the cap)
+
+
 def _hz_to_mel(hz: float) -> float:
     return 2595.0 * math.log10(1.0 + hz / 700.0)  # HTK mel scale
 
@@ -34,8 +37,8 @@ def check_stft(sample_rate, n_fft, hop_length, win_length, f_min, f_max, *, wher
     """Validate framing (samples) and band edges (Hz); return ``(win_length, f_max)`` with defaults filled."""
     if not is_number(sample_rate) or sample_rate <= 0:
         raise SoftWidthError(f"{where}: sample_rate must be a number of Hz > 0, got {sample_rate!r}")
-    if not is_int(n_fft) or n_fft < 2:
-        raise SoftWidthError(f"{where}: n_fft must be an int >= 2 (samples), got {n_fft!r}")
+    if not is_int(n_fft) or not 2 <= n_fft <= MAX_FFT:
+        raise SoftWidthError(f"{where}: n_fft must be an int >= 2 and <= {MAX_FFT} (samples), got {n_fft!r}")
     win_length = n_fft if win_length is None else win_length
     if not is_int(win_length) or not 1 <= win_length <= n_fft:
         raise SoftWidthError(
@@ -213,8 +216,8 @@ class LogMel(DynamicLayer):
         if input not in ("waveform", "power"):
             raise SoftWidthError(f"{where}: input must be 'waveform' or 'power', got {input!r}")
         win_length, f_max = check_stft(sample_rate, n_fft, hop_length, win_length, f_min, f_max, where=where)
-        if not is_int(n_mels) or n_mels < 1:
-            raise SoftWidthError(f"{where}: n_mels must be an int >= 1, got {n_mels!r}")
+        if not is_int(n_mels) or not 1 <= n_mels <= MAX_BANDS:
+            raise SoftWidthError(f"{where}: n_mels must be an int >= 1 and <= {MAX_BANDS}, got {n_mels!r}")
         if not is_number(log_eps) or log_eps <= 0:
             raise SoftWidthError(f"{where}: log_eps must be a number > 0, got {log_eps!r}")
         if width is not None and not isinstance(width, Width):

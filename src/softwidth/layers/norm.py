@@ -34,7 +34,8 @@ class BatchNorm(DynamicLayer):
         self._register_widths(width=self.out_layout)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        check_features(x, self.norm.num_features, 1 if x.dim() > 1 else 0, where=self.where)
+        dim = 1 if isinstance(x, torch.Tensor) and x.dim() > 1 else 0  # check_features refuses a non-tensor
+        check_features(x, self.norm.num_features, dim, where=self.where)
         return self.out_layout.gate(self.norm(x), 1, where=self.where)
 
     def feature_dim(self, ndim: int, which: str) -> int:

@@ -42,7 +42,7 @@ def _train(args: argparse.Namespace) -> None:
 def _store_default(results: dict, out: Path, *, install: bool) -> None:
     """Save the default model: the CRNN run of the absolute FLOP/s budget (else the cheapest dynamic CRNN)."""
     from .store import DEFAULT_MODEL, save_vad
-    from .study import _key, load_run_model
+    from .study import _key, config_from_results, load_run_model
 
     runs = [r for r in results["runs"] if r["model"] == "crnn" and r["kind"] == "dynamic"]
     if not runs:
@@ -51,11 +51,12 @@ def _store_default(results: dict, out: Path, *, install: bool) -> None:
     task = {k: chosen[k] for k in ("model", "kind", "seed", "target") if k in chosen}
     if chosen.get("absolute"):
         task["absolute"] = True
-    model = load_run_model(out, task, chosen)
+    config = config_from_results(results)
+    model = load_run_model(out, task, chosen, config)
     pooled = chosen["metrics"]["pooled"]
     target = out / "default_model"
     save_vad(model, target, kind="crnn", sizes=chosen["sizes"], threshold=chosen["metrics"]["threshold"],
-             flops_per_s=chosen["flops_per_s"], params=chosen["params"], run=_key(task),
+             flops_per_s=chosen["flops_per_s"], params=chosen["params"], run=_key(task, config),
              test_eer=pooled["eer"], test_auroc=pooled["auroc"], corpus=results["config"]["corpus"])
     if install:
         shutil.copytree(target, DEFAULT_MODEL, dirs_exist_ok=True)

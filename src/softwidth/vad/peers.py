@@ -7,8 +7,10 @@ Each peer gives a score per 10 ms frame of a canvas (``(canvases, 800)``):
 - **WebRTC VAD** (``webrtcvad-wheels``): a 0/1 decision per 10 ms frame for each aggressiveness mode 0-3 (each
   mode is a single ROC point), plus ``webrtc-combined``: the number of modes that say speech (0-4), a graded
   score that gives WebRTC its best ROC curve.
-- **TEN VAD** (``ten-vad``): probability per 256-sample hop (16 ms); scored only if its native library loads
-  (it needs ``libc++.so.1``); otherwise the result says why it was skipped.
+- **TEN VAD** (``ten-vad``): probability per 256-sample hop (16 ms). Its native library links LLVM's
+  ``libc++.so.1``; if that is missing, the Debian packages ``libc++1-14``, ``libc++abi1-14`` and ``libunwind-14``
+  are fetched into the softwidth cache (like the corpus packages) and preloaded. If it still cannot run, the
+  result says why it was skipped.
 
 Silero's FLOP/s are counted with ``torch.utils.flop_counter.FlopCounterMode`` over 10 s of audio (convolutions and
 matrix products; its element-wise operations are not counted, so the figure is a slight underestimate).
@@ -86,10 +88,16 @@ class _Ten:
     def __init__(self) -> None:
         try:
             from ten_vad import TenVad
-
-            self.vad = TenVad(TEN_HOP, 0.5)
         except ImportError:
             raise SoftWidthError("TEN VAD needs its package: pip install ten-vad") from None
+        import ctypes
+
+        try:
+            ctypes.CDLL("libc++.so.1")
+        except OSError:  # its library links libc++, which Debian ships apart: fetch and preload it
+            _preload_libcxx()
+        try:
+            self.vad = TenVad(TEN_HOP, 0.5)
         except OSError as err:
             raise SoftWidthError(f"TEN VAD's native library does not load here: {err}") from None
 
@@ -102,6 +110,27 @@ class _Ten:
         probs = np.asarray(probs, dtype=np.float32)
         idx = np.minimum(_frame_index(n_frames, TEN_HOP), probs.size - 1)
         return probs[idx]
+
+
+LIBCXX_PACKAGES = ("libunwind-14", "libc++abi1-14", "libc++1-14")
+
+
+def _preload_libcxx() -> None:
+    """Load LLVM's libc++ (from Debian packages unpacked in the softwidth cache) into the process, globally."""
+    import ctypes
+
+    from ..data.packages import fetch_package
+
+    for name, lib in zip(LIBCXX_PACKAGES, ("libunwind.so.1", "libc++abi.so.1", "libc++.so.1")):
+        try:
+            root = fetch_package(name)
+        except SoftWidthError as err:
+            raise SoftWidthError(f"TEN VAD needs libc++ ({name}): {err}") from None
+        path = root / "usr" / "lib" / "llvm-14" / "lib" / lib
+        try:
+            ctypes.CDLL(str(path), mode=ctypes.RTLD_GLOBAL)
+        except OSError as err:
+            raise SoftWidthError(f"TEN VAD needs libc++ but {path} does not load: {err}") from None
 
 
 PEERS: dict[str, Callable[[], object]] = {"silero": _Silero, "webrtc": _WebRTC, "ten": _Ten}

@@ -130,6 +130,44 @@ def _peer_checks(runs: list[dict], peers: dict) -> dict:
     return checks
 
 
+PAPER_MODELS = {"crnn": "CRNNVAD", "transformer": "TrVAD"}
+
+
+def paper_rows(csv_path: str | Path) -> dict:
+    """The paper's figure-6 VAD points as ratios: ``{kind: [{"kappa", "bands", "flops_ratio", "eer_increase"}]}``."""
+    import csv
+
+    with open(csv_path, newline="") as f:
+        rows = [r for r in csv.DictReader(f) if r["task"] == "vad"]
+    out: dict = {}
+    for kind, name in PAPER_MODELS.items():
+        mine = [r for r in rows if r["model"] == name]
+        base = next(r for r in mine if r["variant"] == "baseline")
+        out[kind] = [{"kappa": float(r["kappa_min_or_budget"]), "bands": int(r["bands_or_stages"]),
+                      "flops_ratio": float(r["flops_per_s"]) / float(base["flops_per_s"]),
+                      "eer_increase": float(r["eer_percent"]) - float(base["eer_percent"])}
+                     for r in mine if r["variant"] == "dynamic"]
+    return out
+
+
+def paper_markdown(summary: dict, paper: dict) -> str:
+    """Side-by-side table of FLOP/s kept vs EER lost: the paper's dynamic runs and ours."""
+    lines = ["## Against the paper (ratios to each study's own full-size baseline)", "",
+             "| model | paper: kappa_min -> bands | paper FLOP/s ratio | paper ΔEER | ours: target -> bands | "
+             "our FLOP/s ratio | our ΔEER (mean ± std) |", "|---|---|---|---|---|---|---|"]
+    for kind, points in paper.items():
+        ours = [r for r in summary["models"].get(kind, {}).get("rows", []) if r["variant"] == "dynamic"]
+        for i in range(max(len(points), len(ours))):
+            p = points[i] if i < len(points) else None
+            o = ours[i] if i < len(ours) else None
+            left = (f"{p['kappa']:g} -> {p['bands']} | {p['flops_ratio']:.3f} | {p['eer_increase']:+.2f}" if p
+                    else "- | - | -")
+            right = (f"{o['target']:g} -> {'/'.join(map(str, o['bands']))} | {o['flops_ratio']:.3f} | "
+                     f"{o['eer_increase']:+.2f} ± {o['eer']['std']:.2f}" if o else "- | - | -")
+            lines.append(f"| {kind} | {left} | {right} |")
+    return "\n".join(lines) + "\n"
+
+
 def _fmt(stats: dict | None, digits: int = 2) -> str:
     if not stats:
         return "-"
@@ -241,11 +279,21 @@ def plot(summary: dict, results: dict, out: Path) -> None:
     plt.close(fig)
 
 
-def write_report(results: dict, out: str | Path) -> dict:
-    """Write ``summary.json``, ``summary.md`` and the two figures to ``out``; returns the summary."""
+PAPER_CSV = Path(__file__).resolve().parents[3] / "results" / "paper" / "paper_results.csv"
+
+
+def write_report(results: dict, out: str | Path, *, paper_csv: str | Path | None = PAPER_CSV) -> dict:
+    """Write ``summary.json``, ``summary.md`` and the two figures to ``out``; returns the summary.
+
+    ``paper_csv``: the paper's figures (``results/paper/paper_results.csv`` of a source checkout); the comparison
+    table is left out if the file is not there (an installed package has no results folder).
+    """
     out = Path(out)
     summary = summarise(results)
     (out / "summary.json").write_text(json.dumps(summary, indent=2) + "\n")
-    (out / "summary.md").write_text(markdown(summary, results))
+    text = markdown(summary, results)
+    if paper_csv is not None and Path(paper_csv).exists():
+        text += "\n" + paper_markdown(summary, paper_rows(paper_csv))
+    (out / "summary.md").write_text(text)
     plot(summary, results, out)
     return summary

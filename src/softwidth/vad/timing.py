@@ -67,7 +67,7 @@ def real_time_factors(out: Path, records: list[tuple[dict, dict]], config, peers
     for task, record in records:
         if task["seed"] != config.seeds[0] or task["kind"] not in ("baseline", "dynamic") or task.get("absolute"):
             continue
-        model = load_run_model(out, task, record)
+        model = load_run_model(out, task, record, config)
         row = {"model": task["model"], "kind": task["kind"], "target": task.get("target"),
                "flops_per_s": record["flops_per_s"], "batch_rtf": batch_rtf(model, audio)}
         if task["model"] == "crnn":
