@@ -15,11 +15,12 @@ ROOT = Path(__file__).resolve().parents[1]
 BLOCKS = {  # block name -> results file copied verbatim (headings demoted by one level)
     "synthetic": "results/synthetic/summary.md",
     "vad": "results/vad/summary.md",
+    "vad-headline": "results/vad/headline.md",
     "vad-quick": "results/vad_quick/summary.md",
     "antispoof": "results/antispoof/summary.md",
 }
 DOCS = ("docs/results.md", "README.md")
-PATTERN = re.compile(r"(<!-- BEGIN generated:([\w-]+) -->\n)(.*?)(<!-- END generated:\2 -->)", flags=re.S)
+PATTERN = re.compile(r"(<!-- BEGIN generated:([\w-]+) -->\n)(.*?)(<!-- END generated:\2 -->)", flags=re.DOTALL)
 
 
 def block(name: str) -> str:
@@ -27,7 +28,7 @@ def block(name: str) -> str:
     if not path.exists():
         return f"_(not generated yet: run the command that writes `{BLOCKS[name]}`)_\n"
     text = path.read_text()
-    return re.sub(r"^(#+) ", lambda m: "#" + m.group(1) + " ", text, flags=re.M)  # nest under the doc's heading
+    return re.sub(r"^(#+) ", lambda m: "#" + m.group(1) + " ", text, flags=re.MULTILINE)  # nest under the doc's heading
 
 
 def refresh(text: str) -> str:

@@ -24,7 +24,10 @@ COVERED = {
     "softwidth.consolidate": (), "softwidth.experiments.synthetic": ("report_from_runs",),
     "softwidth.data.cache": (), "softwidth.data.packages": (), "softwidth.data.audio": (),
     "softwidth.data.loaders": (), "softwidth.data.features": (), "softwidth.data.vad_corpus": (),
-    "softwidth.data.antispoof_corpus": (),
+    "softwidth.data.antispoof_corpus": (), "softwidth.diagnostics": (), "softwidth.distributed": (),
+    "softwidth.export": (), "softwidth.sweep": (), "softwidth.integrations.lightning": (),
+    **{f"softwidth.vad.{m}": () for m in ("models", "data", "metrics", "evaluate", "stream", "store", "study",
+                                          "peers", "pruning", "report", "timing")},
 }
 PLACEHOLDER = "# docs: placeholder"  # a bash line ending in this marker is not parsed
 ENTRY = re.compile(r"^- `(\w+)\((.*?)\)`", flags=re.M)  # "- `name(params)` text" at the start of a bullet
@@ -140,3 +143,11 @@ def test_python_blocks_run():
     assert blocks, "docs/api.md has no python example"
     for i, block in enumerate(blocks):
         exec(compile(block, f"docs/api.md[python block {i}]", "exec"), {})  # noqa: S102 - our own docs
+
+
+def test_generated_blocks_of_the_docs_equal_their_results_files():
+    """docs/results.md and the README copy figures only from results files (scripts/update_docs.py)."""
+    import runpy
+
+    script = runpy.run_path(str(Path(__file__).resolve().parents[1] / "scripts" / "update_docs.py"))
+    assert script["main"](["--check"]) == 0, "stale generated blocks: run python scripts/update_docs.py"

@@ -161,6 +161,9 @@ def build_parser() -> argparse.ArgumentParser:
     from .vad.cli import add_vad_parser
 
     add_vad_parser(sub, _positive_int)
+    from .antispoof.cli import add_antispoof_parser
+
+    add_antispoof_parser(sub, _positive_int)
     return parser
 
 

@@ -20,7 +20,7 @@ from .errors import SoftWidthError
 from .layers import DynamicLayer
 from .probe import Profile
 
-__all__ = ["cost", "flops", "macs", "params", "flops_per_second", "KINDS"]
+__all__ = ["KINDS", "cost", "flops", "flops_per_second", "macs", "params"]
 
 KINDS = ("flops", "macs", "params")
 Kind = Literal["flops", "macs", "params"]

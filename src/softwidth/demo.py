@@ -6,7 +6,15 @@ import torch
 from torch import nn
 from tqdm import tqdm
 
-from . import consolidate, dynamic, flops_per_second, param_groups, params, profile, widths
+from . import (
+    consolidate,
+    dynamic,
+    flops_per_second,
+    param_groups,
+    params,
+    profile,
+    widths,
+)
 from .width import Width
 
 __all__ = ["run_demo"]

@@ -32,7 +32,7 @@ default ``broadcast_buffers``). Resuming assumes the ranks share the checkpoint'
 from __future__ import annotations
 
 import os
-from typing import Iterable, Iterator
+from collections.abc import Iterable, Iterator
 
 import torch
 import torch.distributed as dist
@@ -40,7 +40,7 @@ from torch import nn
 
 from .errors import SoftWidthError
 
-__all__ = ["setup", "rank", "world_size", "is_main", "shard", "average_gradients", "broadcast_module"]
+__all__ = ["average_gradients", "broadcast_module", "is_main", "rank", "setup", "shard", "world_size"]
 
 
 def setup(backend: str | None = None) -> bool:
@@ -96,7 +96,7 @@ def is_main() -> bool:
     return rank() == 0
 
 
-def shard(batches: Iterable, *, rank: int | None = None, world_size: int | None = None) -> "Shard":
+def shard(batches: Iterable, *, rank: int | None = None, world_size: int | None = None) -> Shard:
     """This rank's share of every batch of ``batches``: a re-iterable with the same ``len()``.
 
     Each batch (a tensor, or a tuple/list/dict of tensors with a common first axis) is cut into

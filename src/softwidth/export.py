@@ -29,16 +29,16 @@ import inspect
 import json
 import math
 import os
+from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Callable, Sequence
 
 import torch
-from torch import nn
 import torch.nn.functional as F
+from torch import nn
 
 from .errors import SoftWidthError
 
-__all__ = ["save", "load", "register_builder", "describe", "to_torchscript", "to_onnx"]
+__all__ = ["describe", "load", "register_builder", "save", "to_onnx", "to_torchscript"]
 
 FORMAT, VERSION, GENERIC = "softwidth.export", 1, "softwidth.modules"
 WEIGHTS, ARCHITECTURE = "model.safetensors", "model.json"

@@ -8,7 +8,8 @@ every block out of its input weights.
 
 from __future__ import annotations
 
-from typing import Iterable, Union
+from collections.abc import Iterable
+from typing import Union
 
 import torch
 import torch.nn.functional as F
@@ -34,9 +35,7 @@ class Layout:
         for block in blocks:
             if isinstance(block, Layout):
                 flat.extend(block.blocks)
-            elif isinstance(block, Width):
-                flat.append(block)
-            elif isinstance(block, int) and not isinstance(block, bool) and block >= 1:
+            elif isinstance(block, Width) or isinstance(block, int) and not isinstance(block, bool) and block >= 1:
                 flat.append(block)
             else:
                 raise SoftWidthError(
@@ -47,7 +46,7 @@ class Layout:
         self.blocks = tuple(flat)
 
     @staticmethod
-    def of(width: WidthLike) -> "Layout":
+    def of(width: WidthLike) -> Layout:
         """Coerce a :class:`Width`, an int (fixed size) or a :class:`Layout` to a :class:`Layout`."""
         return width if isinstance(width, Layout) else Layout([width])
 
@@ -90,7 +89,7 @@ class Layout:
             offset += _max(b)
         return torch.cat(parts)
 
-    def repeat(self, times: int) -> "Layout":
+    def repeat(self, times: int) -> Layout:
         """This layout concatenated ``times`` times (e.g. the gates of an RNN)."""
         return Layout(self.blocks * times)
 
@@ -135,7 +134,7 @@ class Layout:
     def label(self) -> str:
         return "+".join(b.label if isinstance(b, Width) else str(b) for b in self.blocks)
 
-    def same_as(self, other: "Layout") -> bool:
+    def same_as(self, other: Layout) -> bool:
         """True if both layouts have the same blocks (the same Width objects, the same fixed sizes)."""
         if len(self.blocks) != len(other.blocks):
             return False

@@ -22,7 +22,7 @@ from .errors import SoftWidthError, is_number
 from .optim import width_modules
 from .probe import Profile
 
-__all__ = ["CostPenalty", "BudgetController", "model_cost", "full_cost", "enforce_budget"]
+__all__ = ["BudgetController", "CostPenalty", "enforce_budget", "full_cost", "model_cost"]
 
 
 def model_cost(model: nn.Module, kind: str = "flops") -> torch.Tensor:

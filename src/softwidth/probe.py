@@ -26,7 +26,7 @@ from .layers.elementwise import ELEMENTWISE_FLOPS
 from .layout import Layout
 from .width import Width
 
-__all__ = ["profile", "Profile", "Entry"]
+__all__ = ["Entry", "Profile", "profile"]
 
 _TAG = "_softwidth_layout"
 _NONZERO_AT_ZERO = (nn.Sigmoid, nn.Softplus)

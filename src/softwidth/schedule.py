@@ -58,7 +58,7 @@ class Schedule:
             raise SoftWidthError(f"Schedule: width_lr_end must be in (0, 1], got {self.width_lr_end}")
 
     @classmethod
-    def literal(cls) -> "Schedule":
+    def literal(cls) -> Schedule:
         """The paper's literal procedure: widths learn from the start, no ordering, no anneal, no freeze."""
         return cls(warmup=0.0, anneal_start=1.0, freeze=1.0, temperature_start=1.0, temperature_end=1.0,
                    ordering=0.0, width_lr_end=1.0)

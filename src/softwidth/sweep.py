@@ -23,15 +23,15 @@ import hashlib
 import json
 import math
 import os
+from collections.abc import Callable, Iterable, Sequence
 from concurrent.futures import ProcessPoolExecutor, as_completed
 from pathlib import Path
-from typing import Callable, Iterable, Sequence
 
 from tqdm.auto import tqdm
 
 from .errors import SoftWidthError, is_number
 
-__all__ = ["COLUMNS", "BACKENDS", "register_case_study", "grid", "sweep", "pareto_front"]
+__all__ = ["BACKENDS", "COLUMNS", "grid", "pareto_front", "register_case_study", "sweep"]
 
 COLUMNS = ("case_study", "point", "seed", "weight", "target", "kappa_min", "flops", "params", "quality",
            "pareto", "error")
@@ -322,7 +322,13 @@ def _synthetic_point(point: dict, out_dir: Path) -> dict:
     import torch
 
     from .cost import params
-    from .experiments.synthetic import SyntheticConfig, _batches, _data, _loss, build_student
+    from .experiments.synthetic import (
+        SyntheticConfig,
+        _batches,
+        _data,
+        _loss,
+        build_student,
+    )
     from .objective import BudgetController, CostPenalty, model_cost
     from .optim import width_modules
     from .schedule import Schedule

@@ -18,9 +18,9 @@ import csv
 import os
 import pickle
 import warnings
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Callable, Iterable
 
 import torch
 from torch import nn
@@ -36,7 +36,7 @@ from .objective import model_cost
 from .optim import width_modules
 from .schedule import Schedule, WidthScheduler
 
-__all__ = ["FitConfig", "FitResult", "fit", "evaluate"]
+__all__ = ["FitConfig", "FitResult", "evaluate", "fit"]
 
 CHECKPOINT, PREVIOUS, TEMPORARY = "checkpoint.pt", "checkpoint.prev.pt", "checkpoint.tmp"
 

@@ -39,12 +39,12 @@ from __future__ import annotations
 import math
 
 import torch
-from torch import nn
 import torch.nn.functional as F
+from torch import nn
 
 from .errors import SoftWidthError, is_number
 
-__all__ = ["Width", "MIXES"]
+__all__ = ["MIXES", "Width"]
 
 MIXES = ("ramp", "paper")
 _EPS = 1e-12
@@ -236,7 +236,9 @@ class Width(nn.Module):
 
     def forward(self, x: torch.Tensor, dim: int = -1) -> torch.Tensor:
         """Gate axis ``dim`` of ``x`` (size ``max_size``): noise mix in train mode, truncation in eval."""
-        from .layout import Layout  # layout builds on Width; import late to avoid a cycle
+        from .layout import (
+            Layout,  # layout builds on Width; import late to avoid a cycle
+        )
 
         return Layout.of(self).gate(x, dim, where=self.label)
 

@@ -33,7 +33,7 @@ def test_silero_scores_and_its_flops_are_counted(corpus):
 
 
 def test_a_peer_that_cannot_run_is_reported_as_skipped(corpus, monkeypatch):
-    import softwidth.vad.peers as peers
+    from softwidth.vad import peers
 
     def broken():
         raise peers.SoftWidthError("not here")

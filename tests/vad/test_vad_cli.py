@@ -110,3 +110,30 @@ def test_detect_errors_for_missing_or_wrong_models(tmp_path, capsys, model_dir):
 def test_evaluate_without_results_says_what_to_run(tmp_path, capsys):
     code, _, err = run(capsys, "evaluate", "--out", tmp_path)
     assert code == 2 and "softwidth vad train" in err
+
+
+def _long_wav(path, seconds: int) -> None:
+    """A 16 kHz PCM wav of ``seconds`` of noise, written a minute at a time (never whole in memory)."""
+    rng = np.random.default_rng(0)
+    with sf.SoundFile(path, "w", samplerate=16000, channels=1, subtype="PCM_16") as f:
+        for _ in range(0, seconds, 60):
+            f.write((rng.normal(0, 0.05, 16000 * 60)).astype(np.float32))
+
+
+def _peak_rss_mb(*argv) -> float:
+    import subprocess
+    import sys
+
+    code = ("import resource, sys; from softwidth.cli import main; rc = main(sys.argv[1:]); "
+            "print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024); sys.exit(rc)")
+    done = subprocess.run([sys.executable, "-c", code, *map(str, argv)], capture_output=True, text=True, check=True)
+    return float(done.stdout.strip().splitlines()[-1])
+
+
+def test_detect_streams_long_files_in_bounded_memory(tmp_path, model_dir):
+    short, long = tmp_path / "short.wav", tmp_path / "long.wav"
+    _long_wav(short, 60)
+    _long_wav(long, 900)  # 15 min: 57 MB as float32, 115 MB as float64 if it were read whole
+    small = _peak_rss_mb("vad", "detect", short, "--model", model_dir, "--json")
+    big = _peak_rss_mb("vad", "detect", long, "--model", model_dir, "--json")
+    assert big - small < 25, (small, big)

@@ -28,8 +28,15 @@ import numpy as np
 import torch
 
 from ..errors import SoftWidthError, is_number
-from ..layers.frontend import (MAX_BANDS, check_stft, check_waveform, dft_basis, is_int, mel_filters,
-                               power_spectrum)
+from ..layers.frontend import (
+    MAX_BANDS,
+    check_stft,
+    check_waveform,
+    dft_basis,
+    is_int,
+    mel_filters,
+    power_spectrum,
+)
 from .audio import AudioError, read_audio
 from .cache import atomic_path, default_cache_dir
 

@@ -54,9 +54,23 @@ import numpy as np
 from ..errors import SoftWidthError
 from .audio import AudioError, read_audio, write_wav
 from .cache import atomic_path, read_json, remove_stale_temps, write_atomic, write_json
-from .vad_report import label_agreement_with_silero, markdown, silero_segments, summarise
-from .vad_signal import (FRAME, LABEL_RULE, PROCEDURAL, SAMPLE_RATE, active_power, fade, frame_labels, mix_at_snr,
-                         procedural_noise)
+from .vad_report import (
+    label_agreement_with_silero,
+    markdown,
+    silero_segments,
+    summarise,
+)
+from .vad_signal import (
+    FRAME,
+    LABEL_RULE,
+    PROCEDURAL,
+    SAMPLE_RATE,
+    active_power,
+    fade,
+    frame_labels,
+    mix_at_snr,
+    procedural_noise,
+)
 from .vad_sources import NoiseFile, SpeechClip, assign_groups, resolve_sources
 
 __all__ = ["SIZES", "VadCorpusSize", "build_vad_corpus", "label_agreement_with_silero", "silero_segments"]

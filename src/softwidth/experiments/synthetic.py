@@ -14,10 +14,10 @@ from scratch, and the L1-pruning baseline; then checks the properties and writes
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import platform
-import hashlib
 from concurrent.futures import ProcessPoolExecutor, as_completed
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -28,8 +28,8 @@ from tqdm.auto import tqdm
 
 from .. import __version__
 from ..consolidate import consolidate
-from ..errors import SoftWidthError
 from ..cost import params
+from ..errors import SoftWidthError
 from ..layers import Linear
 from ..objective import BudgetController, CostPenalty, full_cost, model_cost
 from ..probe import profile
@@ -70,7 +70,7 @@ class SyntheticConfig:
     workers: int = 2
 
     @classmethod
-    def quick(cls) -> "SyntheticConfig":
+    def quick(cls) -> SyntheticConfig:
         """A one-minute version: one seed, three weights, a coarse sweep."""
         return cls(train_size=4000, test_size=2000, epochs=16, weights=(0.3, 1.0, 3.0), targets=(0.5, 0.25),
                    seeds=(0,), sweep_bottleneck=(4, 8, 32), sweep_hidden=(16, 64), prune_finetune_epochs=3)

@@ -7,11 +7,11 @@ from pathlib import Path
 import matplotlib
 
 matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
+import matplotlib.pyplot as plt
 
-from .synthetic_report import lower_envelope  # noqa: E402
+from .synthetic_report import lower_envelope
 
-__all__ = ["plot_trajectories", "plot_pareto"]
+__all__ = ["plot_pareto", "plot_trajectories"]
 
 STYLE = {("default", "min"): ("tab:blue", "-"), ("default", "mid"): ("tab:green", "-"),
          ("default", "max"): ("tab:orange", "-"), ("literal", "min"): ("tab:blue", ":"),

@@ -8,7 +8,7 @@ import math
 import statistics
 from pathlib import Path
 
-__all__ = ["write_report", "hypervolume", "lower_envelope"]
+__all__ = ["hypervolume", "lower_envelope", "write_report"]
 
 TOL = 1e-9
 

@@ -35,7 +35,9 @@ def open_writer(option: str | os.PathLike | bool | None, out_dir: Path | None):
             raise SoftWidthError(f"fit: tensorboard={str(option)!r} needs the tensorboard package: "
                                  "pip install tensorboard")
         folder = Path(option)
-    from torch.utils.tensorboard import SummaryWriter  # imported here: tensorboard is optional
+    from torch.utils.tensorboard import (
+        SummaryWriter,  # imported here: tensorboard is optional
+    )
 
     return SummaryWriter(log_dir=str(folder))
 

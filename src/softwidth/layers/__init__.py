@@ -12,18 +12,31 @@ from torch import nn
 
 from ..errors import SoftWidthError
 from ._base import Cost, DynamicLayer
+from .attention import TransformerEncoderLayer
 from .conv import Conv1d, Conv2d
 from .elementwise import ELEMENTWISE_FLOPS, Add, Concat, Elementwise
+from .frontend import LogMel
 from .linear import Linear
 from .norm import BatchNorm, LayerNorm
 from .recurrent import GRU, LSTM
-from .attention import TransformerEncoderLayer
-from .frontend import LogMel
 
 __all__ = [
-    "DynamicLayer", "Cost", "dynamic", "WRAPPERS",
-    "Linear", "Conv1d", "Conv2d", "BatchNorm", "LayerNorm", "Elementwise", "Add", "Concat", "GRU", "LSTM",
-    "TransformerEncoderLayer", "LogMel",
+    "GRU",
+    "LSTM",
+    "WRAPPERS",
+    "Add",
+    "BatchNorm",
+    "Concat",
+    "Conv1d",
+    "Conv2d",
+    "Cost",
+    "DynamicLayer",
+    "Elementwise",
+    "LayerNorm",
+    "Linear",
+    "LogMel",
+    "TransformerEncoderLayer",
+    "dynamic",
 ]
 
 WRAPPERS: dict[type, type] = {

@@ -8,7 +8,7 @@ rounded widths, with the unused rows (produced features) and columns (consumed f
 
 from __future__ import annotations
 
-from typing import Mapping
+from collections.abc import Mapping
 
 import torch
 from torch import nn
@@ -17,7 +17,7 @@ from ..errors import SoftWidthError
 from ..layout import Layout, WidthLike
 from ..width import Width
 
-__all__ = ["DynamicLayer", "Cost"]
+__all__ = ["Cost", "DynamicLayer"]
 
 Cost = Mapping[str, "torch.Tensor | float"]
 """A cost record: ``{"flops": ..., "macs": ..., "params": ...}``, each a float or a differentiable scalar."""

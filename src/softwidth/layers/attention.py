@@ -21,8 +21,8 @@ import copy
 import math
 
 import torch
-from torch import nn
 import torch.nn.functional as F
+from torch import nn
 
 from ..errors import SoftWidthError
 from ..layout import WidthLike, check_features

@@ -17,7 +17,7 @@ from ..layout import Layout, WidthLike, check_features
 from ._base import Cost, DynamicLayer, take
 from ._graph import add_module, cat_module
 
-__all__ = ["Elementwise", "Add", "Concat", "ELEMENTWISE_FLOPS"]
+__all__ = ["ELEMENTWISE_FLOPS", "Add", "Concat", "Elementwise"]
 
 # FLOPs per element (moduleprofiler's convention where it has one; GELU/SiLU/Hardswish/Dropout ours).
 ELEMENTWISE_FLOPS: dict[type, int] = {

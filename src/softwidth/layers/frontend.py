@@ -15,8 +15,8 @@ from __future__ import annotations
 import math
 
 import torch
-from torch import fx, nn
 import torch.nn.functional as F
+from torch import fx, nn
 
 from ..errors import SoftWidthError, is_number
 from ..layout import Layout

@@ -7,6 +7,8 @@ import json
 import shutil
 from pathlib import Path
 
+import numpy as np
+
 from ..errors import SoftWidthError
 
 __all__ = ["add_vad_parser"]
@@ -55,11 +57,31 @@ def _store_default(results: dict, out: Path, *, install: bool) -> None:
     model = load_run_model(out, task, chosen, config)
     pooled = chosen["metrics"]["pooled"]
     target = out / "default_model"
-    save_vad(model, target, kind="crnn", sizes=chosen["sizes"], threshold=chosen["metrics"]["threshold"],
+    shifts = _latency(model, config.corpus, chosen["metrics"]["threshold"])
+    save_vad(model, target, kind="crnn", sizes=chosen["sizes"], threshold=chosen["metrics"]["threshold"], **shifts,
              flops_per_s=chosen["flops_per_s"], params=chosen["params"], run=_key(task, config),
              test_eer=pooled["eer"], test_auroc=pooled["auroc"], corpus=results["config"]["corpus"])
     if install:
         shutil.copytree(target, DEFAULT_MODEL, dirs_exist_ok=True)
+
+
+def _latency(model, corpus: str, threshold: float) -> dict:
+    """The causal model's median onset and offset delays (s) on the validation split, which detect subtracts."""
+    import torch
+
+    from .data import load_split
+    from .stream import boundary_delays, segments
+
+    val = load_split(corpus, "val")
+    starts, ends = [], []
+    with torch.no_grad():
+        for k in range(len(val)):
+            probs = torch.sigmoid(model(torch.from_numpy(val.power[k:k + 1].astype(np.float32))))[0].numpy()
+            s, e = boundary_delays(segments(probs, threshold=threshold), segments(val.labels[k], threshold=0.5))
+            starts += s
+            ends += e
+    return {"start_shift": float(np.median(starts)) if starts else 0.0,
+            "end_shift": float(np.median(ends)) if ends else 0.0, "shift_segments": len(starts)}
 
 
 def _evaluate(args: argparse.Namespace) -> None:
@@ -71,12 +93,16 @@ def _evaluate(args: argparse.Namespace) -> None:
     except FileNotFoundError:
         raise SoftWidthError(f"no finished VAD study in {out} (results.json missing); run `softwidth vad train`"
                              f"{' --quick' if args.quick else ''} first") from None
+    if "date" not in results:  # written before studies recorded their date: the day results.json was written
+        import time
+
+        results["date"] = time.strftime("%Y-%m-%d", time.gmtime((out / "results.json").stat().st_mtime))
     summary = write_report(results, out)
     print(json.dumps(summary["checks"], indent=2))
 
 
 def _detect(args: argparse.Namespace) -> None:
-    from ..data.audio import AudioError, read_audio
+    from ..data.audio import AudioError
     from .models import SAMPLE_RATE
     from .store import DEFAULT_MODEL, load_vad
     from .stream import StreamingVAD, segments
@@ -89,20 +115,25 @@ def _detect(args: argparse.Namespace) -> None:
     vad = StreamingVAD(model)
     results = []
     for path in args.files:
+        vad.reset()
+        probs, samples = [], 0
         try:
-            audio = read_audio(path, SAMPLE_RATE)
+            for block in _blocks(path):
+                probs.append(vad.push(block))
+                samples += block.size
         except AudioError as err:
             raise SoftWidthError(str(err)) from None
-        if audio.size <= 200:
-            raise SoftWidthError(f"{path}: too short for detection ({audio.size} samples at 16 kHz; needs > 200)")
-        vad.reset()
-        probs = [vad.push(audio[i:i + SAMPLE_RATE]) for i in range(0, audio.size, SAMPLE_RATE)]
+        if samples <= 200:
+            raise SoftWidthError(f"{path}: too short for detection ({samples} samples at 16 kHz; needs > 200)")
         probs.append(vad.flush())
-        import numpy as np
-
         found = segments(np.concatenate(probs), threshold=threshold, min_speech=args.min_speech,
                          min_pause=args.min_pause)
-        results.append({"file": str(path), "seconds": audio.size / SAMPLE_RATE, "segments": found})
+        # a causal model detects onsets late by a typical delay measured on validation data (model.json)
+        duration = samples / SAMPLE_RATE
+        shift = (meta.get("start_shift", 0.0), meta.get("end_shift", 0.0))
+        found = [(round(max(0.0, a - shift[0]), 3), round(min(duration, max(0.0, b - shift[1])), 3))
+                 for a, b in found]
+        results.append({"file": str(path), "seconds": samples / SAMPLE_RATE, "segments": found})
     if args.json:
         print(json.dumps(results if len(results) > 1 else results[0], indent=2))
         return
@@ -111,6 +142,28 @@ def _detect(args: argparse.Namespace) -> None:
             print(f"# {r['file']}")
         for start, end in r["segments"]:
             print(f"{start:.2f}\t{end:.2f}")
+
+
+def _blocks(path: Path, seconds: float = 10.0):
+    """The file's audio as 16 kHz mono float blocks: read block by block (bounded memory) when the file is
+    already 16 kHz PCM/float, else converted whole by :func:`~softwidth.data.audio.read_audio`."""
+    import soundfile as sf
+
+    from ..data.audio import AudioError, audio_info, read_audio
+    from .models import SAMPLE_RATE
+
+    info = audio_info(path)  # AudioError for empty, corrupt, truncated or non-audio files
+    if info.sample_rate != SAMPLE_RATE or info.format not in ("WAV", "FLAC", "OGG"):
+        yield read_audio(path, SAMPLE_RATE)
+        return
+    try:
+        for block in sf.blocks(str(path), blocksize=int(seconds * SAMPLE_RATE), dtype="float32", always_2d=True):
+            mono = block.mean(axis=1)
+            if not np.isfinite(mono).all():
+                raise AudioError(path, "the audio holds NaN or inf samples")
+            yield mono
+    except (RuntimeError, sf.LibsndfileError) as err:
+        raise AudioError(path, str(err).splitlines()[0] if str(err) else type(err).__name__) from None
 
 
 def _threshold(text: str) -> float:

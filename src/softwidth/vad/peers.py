@@ -155,34 +155,53 @@ def silero_flops_per_second(seconds: float = 10.0) -> float:
     return counter.get_total_flops() / covered
 
 
+def _peer_scores(corpus, name: str, progress: bool) -> tuple[dict[str, np.ndarray], float]:
+    """``({"val": scores, "test": scores}, seconds spent on the test split)`` of one peer."""
+    torch.set_num_threads(1)
+    peer = PEERS[name]()
+    scores, seconds = {}, 0.0
+    for s in ("val", "test"):
+        split = load_split(corpus, s)
+        n_frames = split.labels.shape[1]
+        audio = [_audio(corpus, s, r) for r in split.rows]
+        out = []
+        start = time.perf_counter()
+        for wav in tqdm(audio, desc=f"{name} {s}", unit="canvas", disable=not progress):
+            out.append(peer(wav, n_frames))
+        if s == "test":
+            seconds = time.perf_counter() - start
+        scores[s] = np.stack(out)
+    return scores, seconds
+
+
+# peers whose native code must not share a process with torch (TEN VAD's preloaded libc++ crashed the process at
+# exit after the study), so they run in a fresh spawned process
+ISOLATED = ("ten",)
+
+
 def score_peers(corpus, *, peers: tuple[str, ...] = ("silero", "webrtc", "ten"), progress: bool = True) -> dict:
     """Score each peer on the val (threshold) and test splits; returns ``{name: result}``.
 
     A result holds the :func:`~softwidth.vad.evaluate.evaluate_scores` dict, ``rtf`` (processing seconds per
-    second of test audio, one thread, including reading nothing: audio is in memory) and, where counted,
-    ``flops_per_s``; a peer that cannot run here gets ``{"skipped": reason}``.
+    second of test audio, one thread, audio already in memory) and, where counted, ``flops_per_s``; a peer that
+    cannot run here gets ``{"skipped": reason}``. Peers in ``ISOLATED`` run in a separate process.
     """
-    torch.set_num_threads(1)
+    import multiprocessing
+    from concurrent.futures import ProcessPoolExecutor
+
     splits = {s: load_split(corpus, s) for s in ("val", "test")}
-    audio = {s: [_audio(corpus, s, r) for r in splits[s].rows] for s in splits}
+    test_seconds = splits["test"].labels.size * HOP / SAMPLE_RATE
     results: dict[str, dict] = {}
     for name in peers:
         try:
-            peer = PEERS[name]()
+            if name in ISOLATED:
+                with ProcessPoolExecutor(1, mp_context=multiprocessing.get_context("spawn")) as pool:
+                    scores, seconds = pool.submit(_peer_scores, str(corpus), name, progress).result()
+            else:
+                scores, seconds = _peer_scores(corpus, name, progress)
         except SoftWidthError as err:
             results[name] = {"skipped": str(err)}
             continue
-        scores, seconds = {}, 0.0
-        for s in ("val", "test"):
-            n_frames = splits[s].labels.shape[1]
-            rows = []
-            start = time.perf_counter()
-            for wav in tqdm(audio[s], desc=f"{name} {s}", unit="canvas", disable=not progress):
-                rows.append(peer(wav, n_frames))
-            if s == "test":
-                seconds = time.perf_counter() - start
-            scores[s] = np.stack(rows)
-        test_seconds = splits["test"].labels.size * HOP / SAMPLE_RATE
         if name == "webrtc":
             for mode in range(4):
                 results[f"webrtc-{mode}"] = {

@@ -153,8 +153,8 @@ def paper_rows(csv_path: str | Path) -> dict:
 def paper_markdown(summary: dict, paper: dict) -> str:
     """Side-by-side table of FLOP/s kept vs EER lost: the paper's dynamic runs and ours."""
     lines = ["## Against the paper (ratios to each study's own full-size baseline)", "",
-             "| model | paper: kappa_min -> bands | paper FLOP/s ratio | paper ΔEER | ours: target -> bands | "
-             "our FLOP/s ratio | our ΔEER (mean ± std) |", "|---|---|---|---|---|---|---|"]
+             ("| model | paper: kappa_min -> bands | paper FLOP/s ratio | paper ΔEER | ours: target -> bands | "
+             "our FLOP/s ratio | our ΔEER (mean ± std) |"), "|---|---|---|---|---|---|---|"]
     for kind, points in paper.items():
         ours = [r for r in summary["models"].get(kind, {}).get("rows", []) if r["variant"] == "dynamic"]
         for i in range(max(len(points), len(ours))):
@@ -282,6 +282,33 @@ def plot(summary: dict, results: dict, out: Path) -> None:
 PAPER_CSV = Path(__file__).resolve().parents[3] / "results" / "paper" / "paper_results.csv"
 
 
+def headline(summary: dict, results: dict) -> str:
+    """A few lines for the README: the best dynamic point per model against its claim, and the peers."""
+    env = results.get("environment", {})
+    lines = [(f"VAD study of {results.get('date', '?')} ({env.get('cpus', '?')} CPU cores, torch {env.get('torch', '?')}; "
+             f"EER mean ± std over seeds, frame level, our test split):"), ""]
+    for kind, m in summary["models"].items():
+        b = m["baseline"]
+        rows = [r for r in m["rows"] if r["variant"] == "dynamic"]
+        parts = [f"{r['flops_ratio']:.0%} of the FLOP/s: {r['eer_increase']:+.2f} points (fixed-size from scratch "
+                 f"{next((f['eer']['mean'] - b['eer']['mean'] for f in m['rows'] if f['variant'] == 'fixed' and f['target'] == r['target']), float('nan')):+.2f}, "
+                 f"L1-pruned {next((f['eer']['mean'] - b['eer']['mean'] for f in m['rows'] if f['variant'] == 'prune' and f['target'] == r['target']), float('nan')):+.2f})"
+                 for r in rows]
+        lines.append(f"- {kind}: baseline {b['flops_per_s'] / 1e6:.1f} MFLOP/s, EER {_fmt(b['eer'])} %; dynamic at "
+                     + "; at ".join(parts) + ".")
+    peers = summary["checks"].get("peers", {})
+    if peers.get("best_under_1mflops"):
+        u = peers["best_under_1mflops"]
+        lines.append(f"- best model under 1 MFLOP/s ({u['model']} {u['kind']}, {u['flops_per_s'] / 1e6:.2f} MFLOP/s): "
+                     f"AUROC {u['auroc']:.4f} vs WebRTC's best {peers['webrtc_best']['auroc']:.4f} "
+                     f"({peers['webrtc_best']['name']}).")
+    if peers.get("silero"):
+        lines.append(f"- Silero VAD: AUROC {peers['silero']['auroc']:.4f} at {peers['silero']['flops_per_s'] / 1e6:.1f} "
+                     f"MFLOP/s; our best overall AUROC {peers['best_overall']['auroc']:.4f} at "
+                     f"{peers['best_overall']['flops_fraction_of_silero']:.2f} of Silero's FLOP/s (STFT included).")
+    return "\n".join(lines) + "\n"
+
+
 def write_report(results: dict, out: str | Path, *, paper_csv: str | Path | None = PAPER_CSV) -> dict:
     """Write ``summary.json``, ``summary.md`` and the two figures to ``out``; returns the summary.
 
@@ -295,5 +322,6 @@ def write_report(results: dict, out: str | Path, *, paper_csv: str | Path | None
     if paper_csv is not None and Path(paper_csv).exists():
         text += "\n" + paper_markdown(summary, paper_rows(paper_csv))
     (out / "summary.md").write_text(text)
+    (out / "headline.md").write_text(headline(summary, results))
     plot(summary, results, out)
     return summary

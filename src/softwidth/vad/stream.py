@@ -3,8 +3,9 @@
 :class:`StreamingVAD` takes audio in chunks of any length (:meth:`push`) and returns the speech probability of
 every 10 ms frame completed so far; :meth:`flush` ends the stream. Per frame it computes the windowed FFT of the
 400 samples centred on the frame (the first frame's window is reflect-padded like ``torch.stft(center=True)``; at
-the end of the stream the last window is reflect-padded the same way), the log-mel bands, then one step of the
-causal conv stack (a 3-frame ring buffer per convolution) and of the GRU. Its output equals the batch model's
+the end of the stream the last window is reflect-padded the same way), the log-mel bands, then the causal conv
+stack (a 2-frame ring buffer of left context per convolution) and the GRU from its carried state. Frames that
+become complete in the same push run together, which gives the same numbers as running them one by one. Its output equals the batch model's
 ``sigmoid(model(power_spectrum(audio)))`` (tested), and its memory does not grow with the stream's length.
 
 :func:`segments` turns frame probabilities into speech segments (start, end in seconds) with a threshold, a
@@ -20,7 +21,7 @@ from torch import nn
 from ..errors import SoftWidthError
 from .models import HOP, N_FFT, SAMPLE_RATE
 
-__all__ = ["StreamingVAD", "segments"]
+__all__ = ["StreamingVAD", "boundary_delays", "segments"]
 
 _HALF = N_FFT // 2
 
@@ -97,39 +98,39 @@ class StreamingVAD:
         return self._buffer[idx - self._offset]
 
     def _emit(self, final: bool) -> np.ndarray:
-        out = []
+        """Run every frame whose window is complete (all at once: the result is the same as one by one)."""
+        windows = []
         total = self._samples // HOP if final else None
-        while total is None or self._frame < total:
-            samples = self._window(self._frame, final)
+        while total is None or self._frame + len(windows) < total:
+            samples = self._window(self._frame + len(windows), final)
             if samples is None:
                 break
-            spec = np.fft.rfft(samples * self.window)
-            power = torch.from_numpy((spec.real ** 2 + spec.imag ** 2).astype(np.float32))
-            out.append(self._step(power))
-            self._frame += 1
-            # the next frame needs samples from 160 t - 200 on, or 1..200 (reflected) while that is negative
-            keep_from = max(0, HOP * self._frame - _HALF)
-            drop = keep_from - self._offset
-            if drop > 0:
-                self._buffer = self._buffer[drop:]
-                self._offset += drop
-        return np.asarray(out, dtype=np.float32)
+            windows.append(samples)
+        if not windows:
+            return np.zeros(0, dtype=np.float32)
+        spec = np.fft.rfft(np.stack(windows) * self.window, axis=1)
+        power = torch.from_numpy((spec.real ** 2 + spec.imag ** 2).astype(np.float32))
+        self._frame += len(windows)
+        drop = max(0, HOP * self._frame - _HALF) - self._offset  # samples no later frame needs
+        if drop > 0:
+            self._buffer = self._buffer[drop:]
+            self._offset += drop
+        return self._steps(power)
 
     @torch.no_grad()
-    def _step(self, power: torch.Tensor) -> float:
+    def _steps(self, power: torch.Tensor) -> np.ndarray:
+        """Frames ``(n, 201)`` -> probabilities ``(n,)``, carrying the conv ring buffers and the GRU state."""
         m = self.model
-        feat = m.norm0(m.mel(power.view(1, 1, -1)).transpose(1, 2))  # (1, bands, 1)
+        feat = m.norm0(m.mel(power.unsqueeze(0)).transpose(1, 2))  # (1, bands, n)
         if self._conv_in is None:  # the batch model left-pads 4 zero frames: conv1 has seen 2 outputs of zeros
-            zeros = torch.zeros(1, feat.shape[1], 3)
-            first = m.act1(m.norm1(m.conv1(zeros)))  # (1, conv1, 1)
+            first = m.act1(m.norm1(m.conv1(torch.zeros(1, feat.shape[1], 3))))  # (1, conv1, 1)
             self._conv_in = torch.zeros(1, feat.shape[1], 2)
             self._conv_mid = torch.cat([first, first], dim=2)
-        self._conv_in = torch.cat([self._conv_in, feat], dim=2)[:, :, -3:]
-        mid = m.act1(m.norm1(m.conv1(self._conv_in)))  # (1, conv1, 1)
-        self._conv_mid = torch.cat([self._conv_mid, mid], dim=2)[:, :, -3:]
-        x = m.act2(m.norm2(m.conv2(self._conv_mid)))  # (1, conv2, 1)
-        out, self._hidden = m.gru(x.transpose(1, 2), self._hidden)
-        return float(torch.sigmoid(m.head(out)).squeeze())
+        x = torch.cat([self._conv_in, feat], dim=2)  # (1, bands, n + 2)
+        mid = torch.cat([self._conv_mid, m.act1(m.norm1(m.conv1(x)))], dim=2)  # (1, conv1, n + 2)
+        self._conv_in, self._conv_mid = x[:, :, -2:], mid[:, :, -2:]
+        out, self._hidden = m.gru(m.act2(m.norm2(m.conv2(mid))).transpose(1, 2), self._hidden)
+        return torch.sigmoid(m.head(out)).reshape(-1).numpy().astype(np.float32)
 
 
 def segments(probs: np.ndarray, *, threshold: float = 0.5, min_speech: float = 0.1, min_pause: float = 0.2
@@ -151,3 +152,16 @@ def segments(probs: np.ndarray, *, threshold: float = 0.5, min_speech: float = 0
         else:
             merged.append(run)
     return [(round(a * frame, 3), round(b * frame, 3)) for a, b in merged if (b - a) * frame >= min_speech]
+
+
+def boundary_delays(found: list[tuple[float, float]], expected: list[tuple[float, float]]) -> tuple[list, list]:
+    """Start and end delays (s, detected minus expected) of the detected segments that overlap one expected
+    segment, each expected segment matched to the detected one overlapping it most."""
+    starts, ends = [], []
+    for a, b in expected:
+        overlaps = [(min(b, d) - max(a, c), c, d) for c, d in found if min(b, d) > max(a, c)]
+        if overlaps:
+            _, c, d = max(overlaps)
+            starts.append(c - a)
+            ends.append(d - b)
+    return starts, ends

@@ -19,23 +19,21 @@ model's ``state_dict``, loaded with ``weights_only=True``), so an interrupted st
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import platform
 import time
-from concurrent.futures import ProcessPoolExecutor, as_completed
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
 import torch
 import torch.nn.functional as F
 from torch import nn
-from tqdm.auto import tqdm
 
 from ..consolidate import consolidate
 from ..cost import flops_per_second, params
 from ..errors import SoftWidthError
+from ..experiments.runs import run_all, run_key
 from ..objective import BudgetController
 from ..probe import profile
 from ..schedule import Schedule
@@ -103,8 +101,7 @@ TRAINING_FIELDS = ("corpus", "sizes", "steps", "epochs", "batch_size", "crop_fra
 
 def _key(task: dict, config: VadStudyConfig) -> str:
     """A run's storage key: the task and every setting that changes how it trains (not seeds/targets lists)."""
-    settings = {name: asdict(config)[name] for name in TRAINING_FIELDS}
-    return hashlib.sha1(json.dumps([task, settings], sort_keys=True).encode()).hexdigest()[:16]
+    return run_key(task, {name: asdict(config)[name] for name in TRAINING_FIELDS})
 
 
 def load_run_model(out: Path, task: dict, record: dict, config: VadStudyConfig) -> nn.Module:
@@ -202,41 +199,10 @@ def plan_phase2(records: list[tuple[dict, dict]]) -> list[dict]:
     return tasks
 
 
-def _cached(out: Path, task: dict, config: VadStudyConfig) -> dict | None:
-    key = _key(task, config)
-    path = out / "runs" / f"{key}.json"
-    if not path.exists() or not (out / "runs" / f"{key}.pt").exists():
-        return None
-    try:
-        return json.loads(path.read_text())["record"]
-    except (ValueError, KeyError):
-        return None
-
-
-def _store(out: Path, task: dict, record: dict, config: VadStudyConfig) -> None:
-    path = out / "runs" / f"{_key(task, config)}.json"
-    tmp = path.with_suffix(".tmp")
-    tmp.write_text(json.dumps({"task": task, "record": record}))
-    os.replace(tmp, path)
-
-
 def _run_all(tasks: list[dict], config: VadStudyConfig, out: Path, resume: bool, progress: bool,
              desc: str) -> list[tuple[dict, dict]]:
-    done: dict[int, dict] = {}
-    todo = []
-    for i, task in enumerate(tasks):
-        cached = _cached(out, task, config) if resume else None
-        if cached is None:
-            todo.append(i)
-        else:
-            done[i] = cached
-    with ProcessPoolExecutor(max_workers=max(1, config.workers)) as pool:
-        futures = {pool.submit(run_one, tasks[i], config, out): i for i in todo}
-        for future in tqdm(as_completed(futures), total=len(futures), desc=desc, unit="run", disable=not progress):
-            i = futures[future]
-            done[i] = future.result()
-            _store(out, tasks[i], done[i], config)
-    return [(tasks[i], done[i]) for i in range(len(tasks))]
+    return run_all(tasks, run_one, config, out, key=_key, workers=config.workers, resume=resume,
+                   progress=progress, desc=desc)
 
 
 def run_study(config: VadStudyConfig, out_dir: str | os.PathLike = "results/vad", *, progress: bool = True,
@@ -264,6 +230,7 @@ def run_study(config: VadStudyConfig, out_dir: str | os.PathLike = "results/vad"
 
     rtf = real_time_factors(out, first, config, peer_results)
     results = {"config": asdict(config), "runs": runs, "peers": peer_results, "rtf": rtf,
+               "date": time.strftime("%Y-%m-%d", time.gmtime()),
                "wall_seconds": time.perf_counter() - started,
                "environment": {"torch": torch.__version__, "python": platform.python_version(),
                                "machine": platform.machine(), "cpus": os.cpu_count()}}

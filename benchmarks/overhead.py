@@ -1,0 +1,105 @@
+"""1. Training overhead: one training step of a dynamic VAD model vs the same model built static.
+
+A step is forward + BCE loss + backward + Adam step on a batch of 32 crops of 200 frames (the study's batch),
+random power spectra and labels, one thread. Variants per model kind (CRNN, Transformer; the ResNet
+countermeasure is not built yet and is skipped):
+
+- ``static``: ``build_model(kind, sizes)``, every width fixed at the study's maximum (the reference of the target);
+- ``stock``: the same model consolidated into stock torch modules (what a user without softwidth trains);
+- ``dynamic noisy``: ``build_model(kind, sizes, dynamic="all")``, profiled, widths learning: noise mix in the
+  gates at the study's starting ramp temperature (2 features: the widest noise window; it narrows as the
+  schedule anneals it), loss + :class:`~softwidth.BudgetController` penalty (target 0.5, as in the study),
+  widths in their own Adam group, projection and the controller's dual step after each step;
+- ``dynamic frozen``: the same after ``Width.freeze_()`` on every width (hard truncation, no penalty), the
+  phase after the study's freeze point (70 % of its steps).
+
+Target (issue 9): dynamic / static <= 1.15 in both phases.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+import softwidth as sw
+from softwidth.optim import width_modules
+from softwidth.vad.models import build_model
+from softwidth.vad.study import VAD_SCHEDULE
+
+from ._common import Settings, time_call
+
+SIZES = {"crnn": {"conv1": 48, "conv2": 48, "hidden": 48}, "transformer": {"ff1": 128, "ff2": 128}}
+TARGET = 1.15
+
+
+def _step_fn(model: nn.Module, batch, *, controller=None, width_lr: float = 0.05):
+    """A closure running one training step of ``model`` (widths in their own group if it has any)."""
+    model.train()
+    groups = sw.param_groups(model, width_lr=width_lr) if width_modules(model) else model.parameters()
+    optimizer = torch.optim.Adam(groups, lr=3e-3)
+    power, labels = batch
+
+    def step():
+        loss = F.binary_cross_entropy_with_logits(model(power), labels)
+        if controller is not None:
+            loss = loss + controller.penalty()
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        optimizer.step()
+        if controller is not None:
+            sw.project_(model)
+            controller.step()
+
+    return step
+
+
+def _variants(kind: str, batch) -> dict:
+    torch.manual_seed(0)
+    sizes = SIZES[kind]
+    static = build_model(kind, sizes)
+    stock = sw.consolidate(build_model(kind, sizes).eval())
+    noisy = build_model(kind, sizes, dynamic="all")
+    sw.profile(noisy, torch.zeros(1, 100, 201), seconds=1.0)
+    controller = sw.BudgetController(noisy, target=0.5)
+    for w in width_modules(noisy):  # the study's ramp at the start of width learning: the widest noise window
+        w.set_temperature(VAD_SCHEDULE.temperature(0.0))
+    frozen = build_model(kind, sizes, dynamic="all")
+    sw.profile(frozen, torch.zeros(1, 100, 201), seconds=1.0)
+    for w in width_modules(frozen):
+        w.freeze_()
+    return {"static": _step_fn(static, batch), "stock": _step_fn(stock, batch),
+            "dynamic noisy": _step_fn(noisy, batch, controller=controller),
+            "dynamic frozen": _step_fn(frozen, batch)}
+
+
+def run(settings: Settings) -> dict:
+    batch_size, frames = (4, 50) if settings.quick else (32, 200)
+    g = torch.Generator().manual_seed(0)
+    batch = (torch.rand(batch_size, frames, 201, generator=g) * 10,
+             (torch.rand(batch_size, frames, generator=g) > 0.6).float())
+    rows, checks = [], []
+    for kind in ("crnn", "transformer"):
+        times = {name: time_call(fn, settings) for name, fn in _variants(kind, batch).items()}
+        base = times["static"]["median_s"]
+        for name, t in times.items():
+            rows.append({"model": kind, "variant": name, "min_ms": 1e3 * t["min_s"], "median_ms": 1e3 * t["median_s"],
+                         "vs_static": t["median_s"] / base, "vs_stock": t["median_s"] / times["stock"]["median_s"],
+                         "calls": t["calls"]})
+        for name in ("dynamic noisy", "dynamic frozen"):
+            ratio = times[name]["median_s"] / base
+            checks.append({"what": f"{kind} {name} / static step time (median)", "value": ratio,
+                           "target": f"<= {TARGET}", "pass": ratio <= TARGET})
+    return {
+        "title": "Training overhead (train step: forward + BCE + backward + Adam)",
+        "setup": f"batch {batch_size} x {frames} frames of power spectra (B, T, 201); sizes {SIZES}; "
+                 "dynamic = every width trainable (bands too); noisy phase: ramp temperature 2 (the study's start), "
+                 "BudgetController target 0.5",
+        "columns": [["model", "model"], ["variant", "variant"], ["min_ms", "min (ms)"],
+                    ["median_ms", "median (ms)"], ["vs_static", "median / static"],
+                    ["vs_stock", "median / stock"], ["calls", "timed calls"]],
+        "rows": rows, "checks": checks,
+        "notes": ["ResNet countermeasure: not built yet, skipped.",
+                  "static = build_model(kind) with fixed widths (softwidth wrappers, no gates); stock = its "
+                  "consolidation into plain torch modules (for information; the target compares with static)."],
+    }

@@ -1,0 +1,144 @@
+"""Tables, checks and the figure of the anti-spoofing study, from ``results.json``.
+
+``write_report(results, out)`` writes ``summary.json`` (per-group mean/spread and the issue's checks),
+``summary.md`` and ``eer_vs_cost.png`` (pooled test EER against MFLOP/s of audio and parameters, like the
+paper's figure 9). EERs are percentages of the test split; FLOP/s follow the moduleprofiler convention.
+"""
+
+from __future__ import annotations
+
+import json
+from collections import defaultdict
+from pathlib import Path
+
+import numpy as np
+
+__all__ = ["summarise", "write_report"]
+
+
+def _stats(values: list[float]) -> dict | None:
+    values = [v for v in values if v is not None]
+    if not values:
+        return None
+    return {"mean": float(np.mean(values)), "std": float(np.std(values)), "n": len(values)}
+
+
+def _label(run: dict) -> str:
+    if run["kind"] == "stage":
+        return f"stage {run['stage']}"
+    if run["kind"] == "dynamic" and run.get("absolute"):
+        return f"dynamic {run['target'] / 1e6:g} MFLOP/s"
+    return f"{run['kind']} {run['target']:g}" if "target" in run else run["kind"]
+
+
+def summarise(results: dict) -> dict:
+    """Group runs by model and label; mean/std of EERs and costs over seeds; the issue's checks."""
+    groups: dict[tuple[str, str], list[dict]] = defaultdict(list)
+    for run in results["runs"]:
+        groups[run["model"], _label(run)].append(run)
+    table = []
+    for (model, label), runs in groups.items():
+        test = [r["metrics"]["test"] for r in runs]
+        full = results["full_cost"][model]
+        table.append({"model": model, "run": label, "seeds": sorted(r["seed"] for r in runs),
+                      "eer": _stats([100 * t["pooled"] for t in test]),
+                      "eer_seen": _stats([100 * t["seen"] if t["seen"] is not None else None for t in test]),
+                      "eer_unseen": _stats([100 * t["unseen"] if t["unseen"] is not None else None for t in test]),
+                      "attacks": {a: _stats([100 * t["attacks"][a] for t in test if t["attacks"].get(a) is not None])
+                                  for a in sorted({a for t in test for a in t["attacks"]})},
+                      "mflops": _stats([r["flops_per_s"] / 1e6 for r in runs]),
+                      "flops_ratio": _stats([r["flops_per_s"] / full["flops_per_s"] for r in runs]),
+                      "params": _stats([float(r["params"]) for r in runs]),
+                      "params_ratio": _stats([r["params"] / full["params"] for r in runs]),
+                      "sizes": [r["sizes"] for r in runs]})
+    return {"table": table, "checks": _checks(results, table)}
+
+
+def _checks(results: dict, table: list[dict]) -> dict:
+    rows = {(t["model"], t["run"]): t for t in table}
+    checks: dict = {}
+    for model in results["full_cost"]:
+        base = rows.get((model, "baseline"))
+        for t in table:
+            if t["model"] != model or not t["run"].startswith("dynamic ") or "MFLOP" in t["run"] or base is None:
+                continue
+            ok = t["flops_ratio"]["mean"] <= 0.25 + 1e-9 and t["eer"]["mean"] <= base["eer"]["mean"]
+            checks[f"{model} {t['run']}: <= 25 % FLOP/s and EER <= full model's"] = {
+                "flops_ratio": t["flops_ratio"]["mean"], "eer": t["eer"]["mean"], "full_eer": base["eer"]["mean"],
+                "passed": bool(ok)}
+        stages = [rows.get((model, f"stage {s}")) for s in ("B0", "B1", "B2", "B3")]
+        if all(stages):
+            savings = [{"flops_saved": 1 - s["flops_ratio"]["mean"], "params_saved": 1 - s["params_ratio"]["mean"]}
+                       for s in stages]
+            early = savings[0]["flops_saved"] > savings[0]["params_saved"]
+            late = savings[3]["params_saved"] > savings[3]["flops_saved"]
+            checks[f"{model} per stage: early stages save FLOP/s, late stages parameters (paper)"] = {
+                "savings": dict(zip(("B0", "B1", "B2", "B3"), savings)), "passed": bool(early and late)}
+    for run in results["runs"]:
+        if run["kind"] == "dynamic":
+            full = results["full_cost"][run["model"]]["flops_per_s"]
+            target = run["target"] if run.get("absolute") else run["target"] * full
+            error = run["flops_per_s"] / target - 1
+            checks[f"{run['model']} {_label(run)} seed {run['seed']}: within 3 % of its budget"] = {
+                "flops_per_s": run["flops_per_s"], "target": target, "relative_error": error,
+                "passed": bool(abs(error) <= 0.03)}
+    return checks
+
+
+def _fmt(stats: dict | None, digits: int = 2) -> str:
+    if stats is None:
+        return "-"
+    spread = f" ± {stats['std']:.{digits}f}" if stats["n"] > 1 else ""
+    return f"{stats['mean']:.{digits}f}{spread}"
+
+
+def markdown(summary: dict, results: dict) -> str:
+    lines = [f"# Anti-spoofing study ({results['date']}, corpus {results['config']['corpus']})", "",
+             "Test-split EER (%), mean ± std over seeds; MFLOP/s of audio (moduleprofiler convention).", "",
+             "| model | run | seeds | EER | seen | unseen | MFLOP/s | FLOP/s ratio | params | params ratio | sizes |",
+             "|---|---|---|---|---|---|---|---|---|---|---|"]
+    for t in summary["table"]:
+        sizes = "; ".join("/".join(str(s[k]) for k in sorted(s)) for s in t["sizes"])
+        lines.append(f"| {t['model']} | {t['run']} | {len(t['seeds'])} | {_fmt(t['eer'])} | {_fmt(t['eer_seen'])} | "
+                     f"{_fmt(t['eer_unseen'])} | {_fmt(t['mflops'])} | {_fmt(t['flops_ratio'], 3)} | "
+                     f"{_fmt(t['params'], 0)} | {_fmt(t['params_ratio'], 3)} | {sizes} |")
+    attacks = sorted({a for t in summary["table"] for a in t["attacks"]})
+    lines += ["", "## EER per attack (%)", "", "| model | run | " + " | ".join(attacks) + " |",
+              "|---|---|" + "---|" * len(attacks)]
+    for t in summary["table"]:
+        lines.append(f"| {t['model']} | {t['run']} | " + " | ".join(_fmt(t["attacks"].get(a), 1) for a in attacks)
+                     + " |")
+    lines += ["", "## Checks", ""]
+    lines += [f"- {'PASS' if c['passed'] else 'FAIL'}: {name}" for name, c in summary["checks"].items()]
+    return "\n".join(lines) + "\n"
+
+
+def plot(summary: dict, out: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, axes = plt.subplots(1, 2, figsize=(10, 4), sharey=True)
+    for t in summary["table"]:
+        marker = {"resnet": "o", "lcnn": "s"}.get(t["model"], "^")
+        for ax, cost, scale in ((axes[0], "mflops", 1.0), (axes[1], "params", 1e-3)):
+            ax.errorbar(t[cost]["mean"] * scale, t["eer"]["mean"], yerr=t["eer"]["std"], xerr=t[cost]["std"] * scale,
+                        fmt=marker, capsize=3, label=f"{t['model']} {t['run']}")
+    axes[0].set(xlabel="MFLOP/s of audio", ylabel="pooled test EER (%)", xscale="log")
+    axes[1].set(xlabel="parameters (thousands)", xscale="log")
+    axes[1].legend(fontsize=7, loc="best")
+    fig.suptitle("Anti-spoofing: EER against complexity (cf. the paper's figure 9)")
+    fig.tight_layout()
+    fig.savefig(out / "eer_vs_cost.png", dpi=120)
+    plt.close(fig)
+
+
+def write_report(results: dict, out: str | Path) -> dict:
+    """Write ``summary.json``, ``summary.md`` and ``eer_vs_cost.png`` to ``out``; returns the summary."""
+    out = Path(out)
+    summary = summarise(results)
+    (out / "summary.json").write_text(json.dumps(summary, indent=2) + "\n")
+    (out / "summary.md").write_text(markdown(summary, results))
+    plot(summary, out)
+    return summary

@@ -1,0 +1,64 @@
+"""Resumable study runs: a storage key per run, a JSON record per finished run, a process pool over the rest.
+
+A study lists its runs as JSON-able task dicts; :func:`run_all` runs those without a stored record in a process
+pool (``worker(task, config, out) -> record``, a top-level function so it pickles) and stores each record as
+``out/runs/<key>.json`` as soon as it finishes, so an interrupted study resumes where it stopped. The worker
+writes the run's weights to ``out/runs/<key>.pt``; a record counts as done only when both files exist.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+from collections.abc import Callable
+from concurrent.futures import ProcessPoolExecutor, as_completed
+from pathlib import Path
+
+from tqdm.auto import tqdm
+
+__all__ = ["cached", "run_all", "run_key", "store"]
+
+
+def run_key(task: dict, settings: dict) -> str:
+    """A run's storage key: a hash of the task and every setting that changes how it trains."""
+    return hashlib.sha1(json.dumps([task, settings], sort_keys=True).encode()).hexdigest()[:16]
+
+
+def cached(out: Path, key: str) -> dict | None:
+    """The stored record of run ``key``, or ``None`` if it is missing, unreadable or has no weights."""
+    path = out / "runs" / f"{key}.json"
+    if not path.exists() or not (out / "runs" / f"{key}.pt").exists():
+        return None
+    try:
+        return json.loads(path.read_text())["record"]
+    except (ValueError, KeyError):
+        return None
+
+
+def store(out: Path, key: str, task: dict, record: dict) -> None:
+    """Write ``{"task", "record"}`` to ``out/runs/<key>.json`` atomically."""
+    path = out / "runs" / f"{key}.json"
+    tmp = path.with_suffix(".tmp")
+    tmp.write_text(json.dumps({"task": task, "record": record}))
+    os.replace(tmp, path)
+
+
+def run_all(tasks: list[dict], worker: Callable, config, out: Path, *, key: Callable[[dict, object], str],
+            workers: int, resume: bool = True, progress: bool = True, desc: str = "runs") -> list[tuple[dict, dict]]:
+    """Run every task not already stored (all if not ``resume``); returns ``[(task, record)]`` in task order."""
+    done: dict[int, dict] = {}
+    todo = []
+    for i, task in enumerate(tasks):
+        found = cached(out, key(task, config)) if resume else None
+        if found is None:
+            todo.append(i)
+        else:
+            done[i] = found
+    with ProcessPoolExecutor(max_workers=max(1, workers)) as pool:
+        futures = {pool.submit(worker, tasks[i], config, out): i for i in todo}
+        for future in tqdm(as_completed(futures), total=len(futures), desc=desc, unit="run", disable=not progress):
+            i = futures[future]
+            done[i] = future.result()
+            store(out, key(tasks[i], config), tasks[i], done[i])
+    return [(tasks[i], done[i]) for i in range(len(tasks))]

@@ -1,0 +1,123 @@
+"""The benchmark suite runs end to end (``python -m benchmarks --quick``) and writes the promised JSON and table.
+
+The corpus-needing part of ``vad_rtf`` is skipped by pointing ``--corpus`` at an empty folder: the test must not
+need the built VAD corpus. Numbers of a quick run are not checked (tiny sizes on a shared machine), only that
+every ratio is finite and positive, every target has a verdict and the table states it.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+NAMES = ("overhead", "speedup", "fidelity", "search", "vad_rtf")
+
+
+@pytest.fixture(scope="module")
+def quick_run(tmp_path_factory):
+    out = tmp_path_factory.mktemp("bench")
+    docs = out / "benchmarks.md"
+    done = subprocess.run([sys.executable, "-m", "benchmarks", "--quick", "--out", str(out), "--docs", str(docs),
+                           "--corpus", str(out / "no-corpus")], cwd=ROOT, capture_output=True, text=True,
+                          timeout=300)
+    assert done.returncode == 0, done.stderr[-3000:]
+    return out, docs, done.stdout
+
+
+def _load(out: Path, name: str) -> dict:
+    return json.loads((out / f"{name}.json").read_text())
+
+
+def test_every_benchmark_writes_json_with_the_common_schema(quick_run):
+    out, _, stdout = quick_run
+    for name in NAMES:
+        r = _load(out, name)
+        assert r["schema"] == 1 and r["name"] == name
+        env = r["environment"]
+        assert env["threads"] == 1 and env["quick"] is True and env["torch"] and env["date"] and env["machine"]
+        assert isinstance(r["title"], str) and isinstance(r["setup"], str) and isinstance(r["notes"], list)
+        keys = [k for k, _ in r["columns"]]
+        assert r["rows"] and all(set(keys) <= set(row) for row in r["rows"]), name
+        for check in r["checks"]:
+            assert set(check) == {"what", "value", "target", "pass"} and isinstance(check["pass"], bool)
+        assert f"{name}:" in stdout
+
+
+def test_overhead_times_every_variant_and_judges_both_phases(quick_run):
+    r = _load(quick_run[0], "overhead")
+    variants = {(row["model"], row["variant"]) for row in r["rows"]}
+    assert variants == {(m, v) for m in ("crnn", "transformer")
+                        for v in ("static", "stock", "dynamic noisy", "dynamic frozen")}
+    for row in r["rows"]:
+        assert 0 < row["min_ms"] <= row["median_ms"] and math.isfinite(row["vs_static"])
+        if row["variant"] == "static":
+            assert row["vs_static"] == 1.0
+    assert len(r["checks"]) == 4
+    for c in r["checks"]:
+        assert c["pass"] == (c["value"] <= 1.15)
+    assert any("ResNet" in n and "skipped" in n for n in r["notes"])
+
+
+def test_speedup_compares_with_the_flops_ratio_of_the_study_sizes(quick_run):
+    r = _load(quick_run[0], "speedup")
+    settings = {(row["model"], row["setting"]) for row in r["rows"]}
+    assert ("crnn", "stream 10 ms pushes") in settings and ("crnn", "stream 1 s pushes") in settings
+    assert ("transformer", "batch 1 x 1 s") in settings
+    for row, check in zip(r["rows"], r["checks"]):
+        assert row["flops_ratio"] > 1.5  # budget 0.5 of the full model's FLOP/s
+        assert row["fraction"] == pytest.approx(row["speedup"] / row["flops_ratio"])
+        assert check["pass"] == (row["speedup"] >= 0.6 * row["flops_ratio"])
+
+
+def test_fidelity_counts_are_exact_and_correlations_reported(quick_run):
+    r = _load(quick_run[0], "fidelity")
+    families = {row["family"] for row in r["rows"]}
+    assert families == {"synthetic student", "crnn vad", "transformer vad", "frame classifier"}
+    for row in r["rows"]:
+        assert row["params"] == row["numel"] and row["macs_x2"] == row["flop_counter"]
+        assert row["mp_flops"] == row["mp_covered_flops"] and 0 < row["coverage"] <= 1
+    assert all(c["pass"] for c in r["checks"])  # the cost model is exact: a miss here is a bug
+    corr = r["correlation"]["all"]
+    assert corr["n"] == len(r["rows"]) and -1 <= corr["pearson"] <= 1 and -1 <= corr["spearman"] <= 1
+
+
+def test_search_reads_both_studies_and_labels_estimates(quick_run):
+    r = _load(quick_run[0], "search")
+    studies = {row["study"] for row in r["rows"]}
+    assert {"synthetic", "vad crnn", "vad transformer"} <= studies
+    estimates = [row for row in r["rows"] if row["kind"] == "estimate"]
+    assert estimates and all(row["what"].startswith("ESTIMATE") for row in estimates)
+    for row in r["rows"]:
+        assert row["ratio"] == pytest.approx(row["dynamic"] / row["fixed"])
+
+
+def test_vad_rtf_without_corpus_presents_the_study_and_says_it_skipped(quick_run):
+    r = _load(quick_run[0], "vad_rtf")
+    assert "no built VAD corpus" in r["skipped"]
+    assert {row["part"] for row in r["rows"]} == {"study"}
+    assert any(row["model"] == "silero" for row in r["rows"])
+
+
+def test_markdown_has_a_section_per_benchmark_and_states_verdicts(quick_run):
+    out, docs, _ = quick_run
+    text = docs.read_text()
+    for name in NAMES:
+        assert f"## {name}:" in text
+    verdicts = sum(len(_load(out, n)["checks"]) for n in NAMES)
+    assert text.count("| PASS |") + text.count("| **MISS** |") == verdicts
+    assert "QUICK smoke run" in text and "no built VAD corpus" in text
+
+
+def test_only_runs_the_named_benchmark(tmp_path):
+    done = subprocess.run([sys.executable, "-m", "benchmarks", "--quick", "--only", "search", "--out",
+                           str(tmp_path), "--docs", str(tmp_path / "b.md")], cwd=ROOT, capture_output=True,
+                          text=True, timeout=120)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert sorted(p.name for p in tmp_path.glob("*.json")) == ["search.json"]
+    assert "Not run yet: `python -m benchmarks --only overhead`" in (tmp_path / "b.md").read_text()
