@@ -104,9 +104,13 @@ def test_documented_signatures_match_the_code():
     assert not undocumented, f"no `name(signature)` entry in docs/api.md for: {undocumented}"
 
 
-def _bash_commands() -> list[str]:
+DOCS = [API, API.parents[1] / "README.md", *sorted(API.parent.glob("*.md"))]
+
+
+def _bash_commands(texts=None) -> list[str]:
+    """Every ``softwidth ...`` line of the bash blocks of docs/api.md, or of ``texts``."""
     lines = []
-    for block in re.findall(r"```bash\n(.*?)```", TEXT, flags=re.S):
+    for block in re.findall(r"```bash\n(.*?)```", "\n".join(texts or [TEXT]), flags=re.S):
         for line in block.splitlines():
             line = line.strip()
             if line.startswith("softwidth ") and not line.endswith(PLACEHOLDER):
@@ -118,12 +122,14 @@ def test_doc_shows_every_cli_subcommand():
     commands = _bash_commands()
     assert commands, "docs/api.md shows no softwidth command"
     shown = {tuple(shlex.split(c, comments=True)[1:3]) for c in commands}
-    for expected in [("demo",), ("synthetic",), ("data", "build"), ("data", "check")]:
+    for expected in [("demo",), ("synthetic",), ("data", "build"), ("data", "check"), ("sweep",),
+                     ("vad", "train"), ("vad", "evaluate"), ("vad", "detect")]:
         assert any(s[: len(expected)] == expected for s in shown), f"no example of softwidth {' '.join(expected)}"
 
 
-@pytest.mark.parametrize("command", _bash_commands())
+@pytest.mark.parametrize("command", sorted(set(_bash_commands([p.read_text() for p in dict.fromkeys(DOCS)]))))
 def test_bash_commands_parse(command):
+    """Every ``softwidth`` command in the README and docs/*.md parses with the real CLI."""
     argv = shlex.split(command, comments=True)[1:]
     try:
         args = build_parser().parse_args(argv)
