@@ -13,7 +13,13 @@ import soundfile as sf
 from softwidth.antispoof.cli import load_countermeasure
 from softwidth.antispoof.data import ClipBatches, load_split
 from softwidth.antispoof.evaluate import breakdown
-from softwidth.antispoof.study import AntispoofStudyConfig, plan, run_study
+from softwidth.antispoof.study import (
+    AntispoofStudyConfig,
+    _key,
+    plan,
+    plan_phase2,
+    run_study,
+)
 from softwidth.cli import main
 from softwidth.errors import SoftWidthError
 
@@ -92,12 +98,36 @@ def test_plan_lists_baselines_budgets_and_stage_runs():
                                                         "target": 3e6, "absolute": True}]
 
 
+def test_phase2_pairs_each_relative_dynamic_run_with_fixed_and_pruned_runs():
+    config = AntispoofStudyConfig(corpus="x", seeds=(0, 1))
+    sizes = {"B0": 8, "B1": 9, "B2": 10, "B3": 11}
+    first = [(t, {"model": t["model"], "sizes": dict(sizes) if t["kind"] == "dynamic" else {"B0": 16}})
+             for t in plan(config)]
+    tasks = plan_phase2(first)
+    relative = [t for t, _ in first if t["kind"] == "dynamic" and not t.get("absolute")]
+    assert [t["kind"] for t in tasks] == ["fixed", "prune"] * len(relative)
+    for (fixed, pruned), dynamic in zip(zip(tasks[::2], tasks[1::2]), relative):
+        assert fixed["sizes"] == pruned["sizes"] == sizes and pruned["target"] == dynamic["target"]
+        assert pruned["base_task"] == {"model": dynamic["model"], "kind": "baseline", "seed": dynamic["seed"]}
+        assert pruned["base_record"] == {"model": dynamic["model"], "sizes": {"B0": 16}}
+    # finetune_steps changes the key of pruned runs only (stored runs of the other kinds stay valid)
+    other = replace(config, finetune_steps=7)
+    assert _key(tasks[1], config) != _key(tasks[1], other) and _key(tasks[0], config) == _key(tasks[0], other)
+
+
 def test_study_runs_reports_resumes_and_scores(corpus, tmp_path, capsys):
     config = replace(AntispoofStudyConfig.quick(str(corpus)), steps={"resnet": 3, "lcnn": 3}, batch_size=8,
-                     targets=(0.5,), workers=1)
+                     targets=(0.5,), workers=1, finetune_steps=2)
     out = tmp_path / "study"
     results = run_study(config, out, progress=False)
-    assert len(results["runs"]) == len(plan(config)) + 2  # + one fixed run per dynamic run
+    assert len(results["runs"]) == len(plan(config)) + 4  # + one fixed and one pruned run per dynamic run
+    for model in ("resnet", "lcnn"):
+        (dynamic,) = [r for r in results["runs"] if r["model"] == model and r["kind"] == "dynamic"
+                      and not r.get("absolute")]
+        for variant in ("fixed", "prune"):
+            (r,) = [r for r in results["runs"] if r["model"] == model and r["kind"] == variant]
+            assert r["sizes"] == dynamic["sizes"] and r["flops_per_s"] == dynamic["flops_per_s"]
+            assert r["target"] == 0.5 and "base_task" not in r and "base_record" not in r
     for run in results["runs"]:
         test = run["metrics"]["test"]
         assert 0 <= test["pooled"] <= 1 and test["unseen"] is not None and set(test["attacks"]) == {"a", "b", "c"}
@@ -108,7 +138,10 @@ def test_study_runs_reports_resumes_and_scores(corpus, tmp_path, capsys):
     summary = json.loads((out / "summary.json").read_text())
     assert any("within 3 %" in name for name in summary["checks"])
     assert any("per stage" in name for name in summary["checks"])
+    assert "resnet dynamic 0.5: EER <= fixed and prune at the same sizes" in summary["checks"]
+    assert {t["run"] for t in summary["table"] if t["model"] == "lcnn"} >= {"prune 0.5", "fixed 0.5"}
     assert (out / "eer_vs_cost.png").stat().st_size > 0 and "| resnet | stage B0 |" in (out / "summary.md").read_text()
+    assert "| lcnn | prune 0.5 |" in (out / "summary.md").read_text()
     stamps = {p.name: p.stat().st_mtime_ns for p in (out / "runs").glob("*.pt")}
     run_study(config, out, progress=False)  # resumes: nothing retrained
     assert {p.name: p.stat().st_mtime_ns for p in (out / "runs").glob("*.pt")} == stamps

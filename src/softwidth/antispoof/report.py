@@ -2,7 +2,9 @@
 
 ``write_report(results, out)`` writes ``summary.json`` (per-group mean/spread and the issue's checks),
 ``summary.md`` and ``eer_vs_cost.png`` (pooled test EER against MFLOP/s of audio and parameters, like the
-paper's figure 9). EERs are percentages of the test split; FLOP/s follow the moduleprofiler convention.
+paper's figure 9). Rows are per model and run label: ``baseline``, ``dynamic <target>``, ``fixed <target>`` (from
+scratch at the dynamic run's sizes), ``prune <target>`` (the baseline L1-pruned to those sizes and fine-tuned),
+``stage <B_s>`` and the absolute-budget ``dynamic <x> MFLOP/s``. EERs are percentages of the test split; FLOP/s follow the moduleprofiler convention.
 """
 
 from __future__ import annotations
@@ -66,6 +68,16 @@ def _checks(results: dict, table: list[dict]) -> dict:
             checks[f"{model} {t['run']}: <= 25 % FLOP/s and EER <= full model's"] = {
                 "flops_ratio": t["flops_ratio"]["mean"], "eer": t["eer"]["mean"], "full_eer": base["eer"]["mean"],
                 "passed": bool(ok)}
+        for t in table:  # trained widths against the two baselines of the same sizes: from scratch and pruned
+            if t["model"] != model or not t["run"].startswith("dynamic ") or "MFLOP" in t["run"]:
+                continue
+            target = t["run"].removeprefix("dynamic ")
+            others = {v: rows[(model, f"{v} {target}")]["eer"]["mean"] for v in ("fixed", "prune")
+                      if (model, f"{v} {target}") in rows}
+            if others:
+                checks[f"{model} {t['run']}: EER <= {' and '.join(others)} at the same sizes"] = {
+                    "eer": t["eer"]["mean"], **{f"{v}_eer": e for v, e in others.items()},
+                    "passed": bool(all(t["eer"]["mean"] <= e for e in others.values()))}
         stages = [rows.get((model, f"stage {s}")) for s in ("B0", "B1", "B2", "B3")]
         if all(stages):
             savings = [{"flops_saved": 1 - s["flops_ratio"]["mean"], "params_saved": 1 - s["params_ratio"]["mean"]}

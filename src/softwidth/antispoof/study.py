@@ -3,7 +3,7 @@
 :func:`plan` lists the phase-1 runs of an :class:`AntispoofStudyConfig`; :func:`run_one` trains and scores one;
 :func:`run_study` runs them in a process pool (:mod:`softwidth.experiments.runs`; phase 1: full-size baselines,
 all-stage dynamic budget runs, per-stage runs, the absolute-budget run; phase 2: fixed-size models trained from
-scratch at the sizes each all-stage dynamic run chose) and writes ``results.json`` plus the report
+scratch at the sizes each all-stage dynamic run chose, and the L1-pruned baselines at the same sizes) and writes ``results.json`` plus the report
 (:mod:`softwidth.antispoof.report`).
 
 Run kinds (``task["kind"]``):
@@ -13,6 +13,8 @@ Run kinds (``task["kind"]``):
 - ``stage``: only stage ``task["stage"]`` trainable, :class:`~softwidth.CostPenalty` of weight ``weight`` on the
   normalised FLOP/s (a relative budget is infeasible for one stage: its share of the cost may be below it).
 - ``fixed``: the fixed-size model at a dynamic run's chosen sizes, trained from scratch for as many steps.
+- ``prune``: the baseline of the same seed, L1-pruned to a dynamic run's sizes
+  (:func:`softwidth.antispoof.pruning.prune`), fine-tuned ``finetune_steps`` steps at a third of ``lr``.
 
 Each finished run is ``out/runs/<key>.json`` (record) + ``out/runs/<key>.pt`` (consolidated ``state_dict``).
 """
@@ -57,7 +59,8 @@ class AntispoofStudyConfig:
     """What the study runs. ``steps``: optimizer steps per model kind (batches of ``batch_size`` whole 4 s
     clips); ``targets``: relative FLOP/s budgets of the all-stage dynamic runs (every seed); ``stage_weight``:
     the FLOP/s weight of the per-stage runs (``stage_models``, seed ``seeds[0]``); ``absolute_targets``: one
-    budget run in FLOP/s of audio per model kind (seed ``seeds[0]``)."""
+    budget run in FLOP/s of audio per model kind (seed ``seeds[0]``); ``finetune_steps``: fine-tuning steps of
+    each pruned baseline."""
 
     corpus: str = ""
     models: tuple[str, ...] = ("resnet", "lcnn")
@@ -71,6 +74,7 @@ class AntispoofStudyConfig:
     steps: dict = field(default_factory=lambda: {"resnet": 1000, "lcnn": 1000})
     batch_size: int = 32
     lr: float = 1e-3
+    finetune_steps: int = 200
     kappa_min: float = 1 / 8
     schedule: Schedule = field(default_factory=lambda: AS_SCHEDULE)
     workers: int = 2
@@ -78,7 +82,8 @@ class AntispoofStudyConfig:
     @classmethod
     def quick(cls, corpus: str = "") -> AntispoofStudyConfig:
         """A three-minute version on the small corpus: one seed, short training, no absolute-budget run."""
-        return cls(corpus=corpus, seeds=(0,), absolute_targets={}, steps={"resnet": 60, "lcnn": 60})
+        return cls(corpus=corpus, seeds=(0,), absolute_targets={}, steps={"resnet": 60, "lcnn": 60},
+                   finetune_steps=20)
 
 
 TRAINING_FIELDS = ("corpus", "features", "sizes", "steps", "batch_size", "lr", "kappa_min", "schedule")
@@ -86,6 +91,8 @@ TRAINING_FIELDS = ("corpus", "features", "sizes", "steps", "batch_size", "lr", "
 
 def _key(task: dict, config: AntispoofStudyConfig) -> str:
     settings = {name: asdict(config)[name] for name in TRAINING_FIELDS}
+    if task["kind"] == "prune":  # only pruned runs depend on it: the other runs' keys (stored results) stay valid
+        settings["finetune_steps"] = config.finetune_steps
     return run_key(task, settings)
 
 
@@ -135,16 +142,42 @@ def _train(task: dict, config: AntispoofStudyConfig, train) -> tuple[nn.Module, 
     return result.consolidated, {**model.sizes, **chosen}
 
 
+def _finetune(model: nn.Module, config: AntispoofStudyConfig, train, seed: int) -> None:
+    """``config.finetune_steps`` Adam steps at ``lr / 3`` on the training clips (as many epochs as needed)."""
+    torch.manual_seed(seed)
+    optimizer = torch.optim.Adam(model.parameters(), lr=config.lr / 3)
+    batches = ClipBatches(train, batch_size=config.batch_size, seed=seed + 1000)
+    model.train()
+    done = 0
+    while done < config.finetune_steps:
+        for batch in batches:
+            if done == config.finetune_steps:
+                break
+            optimizer.zero_grad(set_to_none=True)
+            _loss(model, batch).backward()
+            optimizer.step()
+            done += 1
+    model.eval()
+
+
 def run_one(task: dict, config: AntispoofStudyConfig, out: Path) -> dict:
-    """Train and score one run; stores its consolidated weights; returns its record."""
+    """Train (or prune and fine-tune) and score one run; stores its consolidated weights; returns its record."""
     torch.set_num_threads(1)
     splits = {s: load_split(config.corpus, s, features=config.features) for s in ("train", "val", "test")}
     start = time.perf_counter()
-    plain, sizes = _train(task, config, splits["train"])
+    if task["kind"] == "prune":
+        from .pruning import prune
+
+        full = load_run_model(out, task["base_task"], task["base_record"], config)
+        plain, sizes = prune(full, task["sizes"]), dict(task["sizes"])
+        _finetune(plain, config, splits["train"], task["seed"])
+    else:
+        plain, sizes = _train(task, config, splits["train"])
     seconds = time.perf_counter() - start
     metrics = {s: breakdown(model_scores(plain, splits[s]), splits[s]) for s in ("val", "test")}
-    record = {**task, "sizes": sizes, **model_cost(task["model"], sizes, config), "train_seconds": seconds,
-              "metrics": metrics}
+    record = {k: v for k, v in task.items() if k not in ("base_task", "base_record")}  # the task, without its base
+    record.update({"sizes": sizes, **model_cost(task["model"], sizes, config), "train_seconds": seconds,
+                   "metrics": metrics})
     torch.save(plain.state_dict(), out / "runs" / f"{_key(task, config)}.pt")
     return record
 
@@ -166,9 +199,20 @@ def plan(config: AntispoofStudyConfig) -> list[dict]:
 
 
 def plan_phase2(records: list[tuple[dict, dict]]) -> list[dict]:
-    """Fixed-size runs trained from scratch at the sizes of every relative all-stage dynamic run (same seed)."""
-    return [{"model": t["model"], "kind": "fixed", "seed": t["seed"], "target": t["target"], "sizes": r["sizes"]}
-            for t, r in records if t["kind"] == "dynamic" and not t.get("absolute")]
+    """Fixed-size runs trained from scratch, and the baseline of the same seed L1-pruned, at the sizes of every
+    relative all-stage dynamic run (same seed). A pruned task carries its baseline's task and sizes."""
+    baselines = {(t["model"], t["seed"]): (t, r) for t, r in records if t["kind"] == "baseline"}
+    tasks = []
+    for t, r in records:
+        if t["kind"] != "dynamic" or t.get("absolute"):
+            continue
+        point = {"model": t["model"], "seed": t["seed"], "target": t["target"], "sizes": r["sizes"]}
+        tasks.append({**point, "kind": "fixed"})
+        if (t["model"], t["seed"]) in baselines:
+            base_task, base_record = baselines[(t["model"], t["seed"])]
+            tasks.append({**point, "kind": "prune", "base_task": base_task,
+                          "base_record": {"model": base_record["model"], "sizes": base_record["sizes"]}})
+    return tasks
 
 
 def run_study(config: AntispoofStudyConfig, out_dir: str | os.PathLike = "results/antispoof", *,
@@ -185,9 +229,9 @@ def run_study(config: AntispoofStudyConfig, out_dir: str | os.PathLike = "result
     started = time.perf_counter()
     for split in ("train", "val", "test"):  # features cached once, before the workers start
         load_split(config.corpus, split, features=config.features, progress=progress)
-    common = dict(key=_key, workers=config.workers, resume=resume, progress=progress)
+    common = {"key": _key, "workers": config.workers, "resume": resume, "progress": progress}
     first = run_all(plan(config), run_one, config, out, desc="antispoof runs", **common)
-    second = run_all(plan_phase2(first), run_one, config, out, desc="antispoof fixed", **common)
+    second = run_all(plan_phase2(first), run_one, config, out, desc="antispoof fixed+pruned", **common)
     full = {kind: model_cost(kind, {**MODELS[kind].defaults, **config.sizes.get(kind, {})}, config)
             for kind in config.models}
     results = {"config": asdict(config), "runs": [r for _, r in first + second], "full_cost": full,
