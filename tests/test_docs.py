@@ -28,6 +28,7 @@ COVERED = {
     "softwidth.export": (), "softwidth.sweep": (), "softwidth.integrations.lightning": (),
     **{f"softwidth.vad.{m}": () for m in ("models", "data", "metrics", "evaluate", "stream", "store", "study",
                                           "peers", "pruning", "report", "timing")},
+    **{f"softwidth.antispoof.{m}": () for m in ("models", "data", "evaluate", "study", "pruning", "report", "cli")},
 }
 PLACEHOLDER = "# docs: placeholder"  # a bash line ending in this marker is not parsed
 ENTRY = re.compile(r"^- `(\w+)\((.*?)\)`", flags=re.M)  # "- `name(params)` text" at the start of a bullet
