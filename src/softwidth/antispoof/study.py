@@ -24,7 +24,6 @@ from __future__ import annotations
 import dataclasses
 import math
 import os
-import platform
 import time
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
@@ -38,7 +37,7 @@ from ..cost import flops_per_second, params
 from ..data.antispoof_corpus import CLIP_SECONDS
 from ..data.features import FeatureConfig
 from ..errors import SoftWidthError
-from ..experiments.runs import run_all, run_key
+from ..experiments.runs import environment, run_all, run_key
 from ..objective import BudgetController, CostPenalty
 from ..probe import profile
 from ..schedule import Schedule
@@ -236,8 +235,7 @@ def run_study(config: AntispoofStudyConfig, out_dir: str | os.PathLike = "result
             for kind in config.models}
     results = {"config": asdict(config), "runs": [r for _, r in first + second], "full_cost": full,
                "date": time.strftime("%Y-%m-%d", time.gmtime()), "wall_seconds": time.perf_counter() - started,
-               "environment": {"torch": torch.__version__, "python": platform.python_version(),
-                               "machine": platform.machine(), "cpus": os.cpu_count()}}
+               "environment": environment()}
     import json
 
     (out / "results.json").write_text(json.dumps(results, indent=2) + "\n")

@@ -17,7 +17,17 @@ from pathlib import Path
 
 from tqdm.auto import tqdm
 
-__all__ = ["cached", "run_all", "run_key", "store"]
+__all__ = ["cached", "environment", "run_all", "run_key", "store"]
+
+
+def environment() -> dict:
+    """Where a study ran: torch and Python versions, machine type, CPU count, for its ``results.json``."""
+    import platform
+
+    import torch
+
+    return {"torch": torch.__version__, "python": platform.python_version(), "machine": platform.machine(),
+            "cpus": os.cpu_count()}
 
 
 def run_key(task: dict, settings: dict) -> str:

@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import json
 import os
-import platform
 import time
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
@@ -33,7 +32,7 @@ from torch import nn
 from ..consolidate import consolidate
 from ..cost import flops_per_second, params
 from ..errors import SoftWidthError
-from ..experiments.runs import run_all, run_key
+from ..experiments.runs import environment, run_all, run_key
 from ..objective import BudgetController
 from ..probe import profile
 from ..schedule import Schedule
@@ -232,8 +231,7 @@ def run_study(config: VadStudyConfig, out_dir: str | os.PathLike = "results/vad"
     results = {"config": asdict(config), "runs": runs, "peers": peer_results, "rtf": rtf,
                "date": time.strftime("%Y-%m-%d", time.gmtime()),
                "wall_seconds": time.perf_counter() - started,
-               "environment": {"torch": torch.__version__, "python": platform.python_version(),
-                               "machine": platform.machine(), "cpus": os.cpu_count()}}
+               "environment": environment()}
     (out / "results.json").write_text(json.dumps(results, indent=2) + "\n")
     from .report import write_report
 
