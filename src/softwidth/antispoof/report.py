@@ -22,7 +22,8 @@ def _stats(values: list[float]) -> dict | None:
     values = [v for v in values if v is not None]
     if not values:
         return None
-    return {"mean": float(np.mean(values)), "std": float(np.std(values)), "n": len(values)}
+    std = float(np.std(values, ddof=1)) if len(values) > 1 else 0.0  # sample std over seeds, as the VAD report
+    return {"mean": float(np.mean(values)), "std": std, "n": len(values)}
 
 
 def _label(run: dict) -> str:
@@ -146,11 +147,52 @@ def plot(summary: dict, out: Path) -> None:
     plt.close(fig)
 
 
-def write_report(results: dict, out: str | Path) -> dict:
-    """Write ``summary.json``, ``summary.md`` and ``eer_vs_cost.png`` to ``out``; returns the summary."""
+PAPER_CSV = Path(__file__).resolve().parents[3] / "results" / "paper" / "paper_results.csv"
+
+
+def paper_markdown(summary: dict, csv_path: str | Path) -> str:
+    """The paper's figure-9 ResNet34 points and our thin ResNet's, each as ratios to its own full model."""
+    import csv
+
+    with open(csv_path, newline="") as f:
+        rows = [r for r in csv.DictReader(f) if r["task"] == "antispoof"]
+    base = next(r for r in rows if r["variant"] == "baseline")
+
+    def ratio(value: str, full: str) -> str:
+        return f"{float(value) / float(full):.3f}" if value else "-"
+
+    lines = ["## Against the paper (ratios to each study's own full model)", "",
+             "Paper (figure 9: ResNet34 on ASVspoof 2019 LA eval, one run per point):", "",
+             "| dynamic stages | kappa_min | FLOP/s ratio | params ratio | ΔEER (points) |", "|---|---|---|---|---|"]
+    for r in rows:
+        if r["variant"] == "dynamic":
+            lines.append(f"| {r['bands_or_stages']} | {r['kappa_min_or_budget']} | "
+                         f"{ratio(r['flops_per_s'], base['flops_per_s'])} | {ratio(r['params'], base['params'])} | "
+                         f"{float(r['eer_percent']) - float(base['eer_percent']):+.2f} |")
+    ours = [t for t in summary["table"] if t["model"] == "resnet"]
+    baseline = next((t for t in ours if t["run"] == "baseline"), None)
+    lines += ["", "Ours (thin ResNet on the offline corpus, mean over the run's seeds):", "",
+              "| run | seeds | FLOP/s ratio | params ratio | ΔEER (points) |", "|---|---|---|---|---|"]
+    for t in ours:
+        if t["run"] == "baseline" or baseline is None:
+            continue
+        lines.append(f"| {t['run']} | {len(t['seeds'])} | {t['flops_ratio']['mean']:.3f} | "
+                     f"{t['params_ratio']['mean']:.3f} | {t['eer']['mean'] - baseline['eer']['mean']:+.2f} |")
+    return "\n".join(lines) + "\n"
+
+
+def write_report(results: dict, out: str | Path, *, paper_csv: str | Path | None = PAPER_CSV) -> dict:
+    """Write ``summary.json``, ``summary.md`` and ``eer_vs_cost.png`` to ``out``; returns the summary.
+
+    ``paper_csv``: the paper's figures (``results/paper/paper_results.csv`` of a source checkout); the comparison
+    with the paper is left out when the file is not there.
+    """
     out = Path(out)
     summary = summarise(results)
     (out / "summary.json").write_text(json.dumps(summary, indent=2) + "\n")
-    (out / "summary.md").write_text(markdown(summary, results))
+    text = markdown(summary, results)
+    if paper_csv is not None and Path(paper_csv).exists():
+        text += "\n" + paper_markdown(summary, paper_csv)
+    (out / "summary.md").write_text(text)
     plot(summary, out)
     return summary
