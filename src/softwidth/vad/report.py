@@ -290,7 +290,7 @@ def headline(summary: dict, results: dict) -> str:
     for kind, m in summary["models"].items():
         b = m["baseline"]
         rows = [r for r in m["rows"] if r["variant"] == "dynamic"]
-        parts = [f"{r['flops_ratio']:.0%} of the FLOP/s: {r['eer_increase']:+.2f} points (fixed-size from scratch "
+        parts = [f"{r['flops_ratio']:.1%} of the FLOP/s: {r['eer_increase']:+.2f} points (fixed-size from scratch "
                  f"{next((f['eer']['mean'] - b['eer']['mean'] for f in m['rows'] if f['variant'] == 'fixed' and f['target'] == r['target']), float('nan')):+.2f}, "
                  f"L1-pruned {next((f['eer']['mean'] - b['eer']['mean'] for f in m['rows'] if f['variant'] == 'prune' and f['target'] == r['target']), float('nan')):+.2f})"
                  for r in rows]
