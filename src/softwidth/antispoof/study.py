@@ -37,7 +37,7 @@ from ..cost import flops_per_second, params
 from ..data.antispoof_corpus import CLIP_SECONDS
 from ..data.features import FeatureConfig
 from ..errors import SoftWidthError
-from ..experiments.runs import environment, run_all, run_key
+from ..experiments.runs import run_all, run_key, save_results
 from ..objective import BudgetController, CostPenalty
 from ..probe import profile
 from ..schedule import Schedule
@@ -233,12 +233,7 @@ def run_study(config: AntispoofStudyConfig, out_dir: str | os.PathLike = "result
     second = run_all(plan_phase2(first), run_one, config, out, desc="antispoof fixed+pruned", **common)
     full = {kind: model_cost(kind, {**MODELS[kind].defaults, **config.sizes.get(kind, {})}, config)
             for kind in config.models}
-    results = {"config": asdict(config), "runs": [r for _, r in first + second], "full_cost": full,
-               "date": time.strftime("%Y-%m-%d", time.gmtime()), "wall_seconds": time.perf_counter() - started,
-               "environment": environment()}
-    import json
-
-    (out / "results.json").write_text(json.dumps(results, indent=2) + "\n")
+    results = save_results(out, config, started, runs=[r for _, r in first + second], full_cost=full)
     from .report import write_report
 
     write_report(results, out)

@@ -17,7 +17,7 @@ from pathlib import Path
 
 from tqdm.auto import tqdm
 
-__all__ = ["cached", "environment", "run_all", "run_key", "store"]
+__all__ = ["cached", "environment", "run_all", "run_key", "save_results", "store"]
 
 
 def environment() -> dict:
@@ -28,6 +28,18 @@ def environment() -> dict:
 
     return {"torch": torch.__version__, "python": platform.python_version(), "machine": platform.machine(),
             "cpus": os.cpu_count()}
+
+
+def save_results(out: Path, config, started: float, **fields) -> dict:
+    """Write ``out/results.json``: ``config`` (a dataclass), ``fields``, the date, the wall time since ``started``
+    (a ``time.perf_counter()`` value) and :func:`environment`; returns the dict written."""
+    import time
+    from dataclasses import asdict
+
+    results = {"config": asdict(config), **fields, "date": time.strftime("%Y-%m-%d", time.gmtime()),
+               "wall_seconds": time.perf_counter() - started, "environment": environment()}
+    (out / "results.json").write_text(json.dumps(results, indent=2) + "\n")
+    return results
 
 
 def run_key(task: dict, settings: dict) -> str:

@@ -19,7 +19,6 @@ model's ``state_dict``, loaded with ``weights_only=True``), so an interrupted st
 
 from __future__ import annotations
 
-import json
 import os
 import time
 from dataclasses import asdict, dataclass, field, replace
@@ -32,7 +31,7 @@ from torch import nn
 from ..consolidate import consolidate
 from ..cost import flops_per_second, params
 from ..errors import SoftWidthError
-from ..experiments.runs import environment, run_all, run_key
+from ..experiments.runs import run_all, run_key, save_results
 from ..objective import BudgetController
 from ..probe import profile
 from ..schedule import Schedule
@@ -198,12 +197,6 @@ def plan_phase2(records: list[tuple[dict, dict]]) -> list[dict]:
     return tasks
 
 
-def _run_all(tasks: list[dict], config: VadStudyConfig, out: Path, resume: bool, progress: bool,
-             desc: str) -> list[tuple[dict, dict]]:
-    return run_all(tasks, run_one, config, out, key=_key, workers=config.workers, resume=resume,
-                   progress=progress, desc=desc)
-
-
 def run_study(config: VadStudyConfig, out_dir: str | os.PathLike = "results/vad", *, progress: bool = True,
               resume: bool = True, peers: bool = True) -> dict:
     """Run every phase, score the peers and write ``out_dir/results.json`` and the report; returns the results."""
@@ -217,8 +210,9 @@ def run_study(config: VadStudyConfig, out_dir: str | os.PathLike = "results/vad"
     started = time.perf_counter()
     for split in ("train", "val", "test"):  # spectra cached once, before the workers start
         load_split(config.corpus, split, progress=progress)
-    first = _run_all(plan(config), config, out, resume, progress, "vad runs")
-    second = _run_all(plan_phase2(first), config, out, resume, progress, "vad fixed+pruned")
+    common = {"key": _key, "workers": config.workers, "resume": resume, "progress": progress}
+    first = run_all(plan(config), run_one, config, out, desc="vad runs", **common)
+    second = run_all(plan_phase2(first), run_one, config, out, desc="vad fixed+pruned", **common)
     runs = [r for _, r in first + second]
     peer_results = {}
     if peers:
@@ -228,11 +222,7 @@ def run_study(config: VadStudyConfig, out_dir: str | os.PathLike = "results/vad"
     from .timing import real_time_factors
 
     rtf = real_time_factors(out, first, config, peer_results)
-    results = {"config": asdict(config), "runs": runs, "peers": peer_results, "rtf": rtf,
-               "date": time.strftime("%Y-%m-%d", time.gmtime()),
-               "wall_seconds": time.perf_counter() - started,
-               "environment": environment()}
-    (out / "results.json").write_text(json.dumps(results, indent=2) + "\n")
+    results = save_results(out, config, started, runs=runs, peers=peer_results, rtf=rtf)
     from .report import write_report
 
     write_report(results, out)
