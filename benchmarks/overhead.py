@@ -1,14 +1,14 @@
 """1. Training overhead: one training step of a dynamic VAD model vs the same model built static.
 
-A step is forward + BCE loss + backward + Adam step on a batch of 32 crops of 200 frames (the study's batch),
-random power spectra and labels, one thread. Variants per model kind (CRNN, Transformer; the ResNet
-countermeasure is not built yet and is skipped):
+A step is forward + BCE loss + backward + Adam step on the studies' batches (VAD: 32 crops of 200 frames of
+power spectra, frame labels; ResNet countermeasure: 32 clips of 4 s of LFCC features, clip labels), random
+inputs and labels, one thread. Variants per model kind (CRNN, Transformer, ResNet countermeasure):
 
 - ``static``: ``build_model(kind, sizes)``, every width fixed at the study's maximum (the reference of the target);
 - ``stock``: the same model consolidated into stock torch modules (what a user without softwidth trains);
 - ``dynamic noisy``: ``build_model(kind, sizes, dynamic="all")``, profiled, widths learning: noise mix in the
   gates at the study's starting ramp temperature (2 features: the widest noise window; it narrows as the
-  schedule anneals it), loss + :class:`~softwidth.BudgetController` penalty (target 0.5, as in the study),
+  schedule anneals it), loss + :class:`~softwidth.BudgetController` penalty (target 0.5),
   widths in their own Adam group, projection and the controller's dual step after each step;
 - ``dynamic frozen``: the same after ``Width.freeze_()`` on every width (hard truncation, no penalty), the
   phase after the study's freeze point (70 % of its steps).
@@ -23,14 +23,36 @@ import torch.nn.functional as F
 from torch import nn
 
 import softwidth as sw
+from softwidth.antispoof import models as cm
+from softwidth.antispoof.study import AS_SCHEDULE
 from softwidth.optim import width_modules
-from softwidth.vad.models import build_model
+from softwidth.vad import models as vad
 from softwidth.vad.study import VAD_SCHEDULE
 
 from ._common import Settings, time_call
 
-SIZES = {"crnn": {"conv1": 48, "conv2": 48, "hidden": 48}, "transformer": {"ff1": 128, "ff2": 128}}
+SIZES = {"crnn": {"conv1": 48, "conv2": 48, "hidden": 48}, "transformer": {"ff1": 128, "ff2": 128}, "resnet": {}}
 TARGET = 1.15
+CLIP_FRAMES = 201  # 4 s of LFCC frames at the countermeasure's 20 ms hop
+
+
+def _builder(kind: str):
+    """``(build(dynamic) -> model, probe input, probe seconds, schedule)`` of a model kind."""
+    if kind == "resnet":
+        return (lambda dynamic: cm.build_model(kind, SIZES[kind], dynamic=dynamic),
+                torch.zeros(1, CLIP_FRAMES, 60), 4.0, AS_SCHEDULE)
+    return (lambda dynamic: vad.build_model(kind, SIZES[kind], dynamic=dynamic),
+            torch.zeros(1, 100, 201), 1.0, VAD_SCHEDULE)
+
+
+def _batch(kind: str, quick: bool):
+    g = torch.Generator().manual_seed(0)
+    size = 4 if quick else 32
+    if kind == "resnet":
+        return torch.randn(size, 50 if quick else CLIP_FRAMES, 60, generator=g), (torch.rand(size, generator=g) > 0.5).float()
+    frames = 50 if quick else 200
+    return (torch.rand(size, frames, 201, generator=g) * 10,
+            (torch.rand(size, frames, generator=g) > 0.6).float())
 
 
 def _step_fn(model: nn.Module, batch, *, controller=None, width_lr: float = 0.05):
@@ -56,16 +78,16 @@ def _step_fn(model: nn.Module, batch, *, controller=None, width_lr: float = 0.05
 
 def _variants(kind: str, batch) -> dict:
     torch.manual_seed(0)
-    sizes = SIZES[kind]
-    static = build_model(kind, sizes)
-    stock = sw.consolidate(build_model(kind, sizes).eval())
-    noisy = build_model(kind, sizes, dynamic="all")
-    sw.profile(noisy, torch.zeros(1, 100, 201), seconds=1.0)
+    build, probe, seconds, schedule = _builder(kind)
+    static = build(())
+    stock = sw.consolidate(build(()).eval())
+    noisy = build("all")
+    sw.profile(noisy, probe, seconds=seconds)
     controller = sw.BudgetController(noisy, target=0.5)
     for w in width_modules(noisy):  # the study's ramp at the start of width learning: the widest noise window
-        w.set_temperature(VAD_SCHEDULE.temperature(0.0))
-    frozen = build_model(kind, sizes, dynamic="all")
-    sw.profile(frozen, torch.zeros(1, 100, 201), seconds=1.0)
+        w.set_temperature(schedule.temperature(0.0))
+    frozen = build("all")
+    sw.profile(frozen, probe, seconds=seconds)
     for w in width_modules(frozen):
         w.freeze_()
     return {"static": _step_fn(static, batch), "stock": _step_fn(stock, batch),
@@ -74,13 +96,9 @@ def _variants(kind: str, batch) -> dict:
 
 
 def run(settings: Settings) -> dict:
-    batch_size, frames = (4, 50) if settings.quick else (32, 200)
-    g = torch.Generator().manual_seed(0)
-    batch = (torch.rand(batch_size, frames, 201, generator=g) * 10,
-             (torch.rand(batch_size, frames, generator=g) > 0.6).float())
     rows, checks = [], []
-    for kind in ("crnn", "transformer"):
-        times = {name: time_call(fn, settings) for name, fn in _variants(kind, batch).items()}
+    for kind in ("crnn", "transformer", "resnet"):
+        times = {name: time_call(fn, settings) for name, fn in _variants(kind, _batch(kind, settings.quick)).items()}
         base = times["static"]["median_s"]
         for name, t in times.items():
             rows.append({"model": kind, "variant": name, "min_ms": 1e3 * t["min_s"], "median_ms": 1e3 * t["median_s"],
@@ -92,14 +110,15 @@ def run(settings: Settings) -> dict:
                            "target": f"<= {TARGET}", "pass": ratio <= TARGET})
     return {
         "title": "Training overhead (train step: forward + BCE + backward + Adam)",
-        "setup": f"batch {batch_size} x {frames} frames of power spectra (B, T, 201); sizes {SIZES}; "
-                 "dynamic = every width trainable (bands too); noisy phase: ramp temperature 2 (the study's start), "
+        "setup": ("batch 4 x 50 frames (quick)" if settings.quick else
+                  f"VAD: batch 32 x 200 frames of power spectra (B, T, 201); countermeasure: batch 32 x {CLIP_FRAMES} "
+                  "frames of LFCC (B, T, 60)") + f"; sizes {SIZES}; "
+                 "dynamic = every width trainable (bands too); noisy phase: ramp temperature 2 (the studies' start), "
                  "BudgetController target 0.5",
         "columns": [["model", "model"], ["variant", "variant"], ["min_ms", "min (ms)"],
                     ["median_ms", "median (ms)"], ["vs_static", "median / static"],
                     ["vs_stock", "median / stock"], ["calls", "timed calls"]],
         "rows": rows, "checks": checks,
-        "notes": ["ResNet countermeasure: not built yet, skipped.",
-                  "static = build_model(kind) with fixed widths (softwidth wrappers, no gates); stock = its "
-                  "consolidation into plain torch modules (for information; the target compares with static)."],
+        "notes": [("static = build_model(kind) with fixed widths (softwidth wrappers, no gates); stock = its "
+                   "consolidation into plain torch modules (for information; the target compares with static).")],
     }

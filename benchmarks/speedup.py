@@ -1,15 +1,16 @@
-"""2. Inference speed-up of consolidated VAD models vs the full model, next to the FLOP/s ratio.
+"""2. Inference speed-up of consolidated models vs the full model, next to the FLOP/s ratio.
 
-The consolidated models have the sizes the study's seed-0 dynamic runs chose (``results/vad/results.json``,
-relative budgets 0.5 / 0.25 / 0.125; random weights: the time does not depend on them); the full model is the
-study's size with every width at its maximum. Both are stock torch modules (``softwidth.consolidate``), eval mode,
+The consolidated models have the sizes the studies' seed-0 dynamic runs chose (VAD: ``results/vad/results.json``,
+relative budgets 0.5 / 0.25 / 0.125; ResNet countermeasure: ``results/antispoof/results.json``, 0.25; random
+weights: the time does not depend on them); the full model is the study's size with every width at its maximum. Both are stock torch modules (``softwidth.consolidate``), eval mode,
 ``torch.no_grad()``, one thread. Settings:
 
 - ``batch 32``: 32 canvases of 8 s (800 frames) of power spectra, one forward;
 - ``stream 10 ms`` / ``stream 1 s`` (CRNN): :class:`~softwidth.vad.stream.StreamingVAD` fed 10 s of audio in
   160-sample (10 ms) or 16000-sample (1 s) pushes, STFT included;
 - ``batch 1, 1 s`` (Transformer, which attends over 1 s chunks and does not stream frame by frame): one 1 s
-  chunk (100 frames).
+  chunk (100 frames);
+- ResNet countermeasure: ``batch 32 x 4 s`` and ``batch 1 x 4 s`` clips of LFCC features (201 frames, 60 coefficients).
 
 ``speedup = t_full / t_consolidated`` (medians) and ``flops_ratio = FLOP/s_full / FLOP/s_consolidated`` (the
 speed-up the cost model promises). Target (issue 9): speedup >= 0.6 x flops_ratio on CPU.
@@ -23,30 +24,46 @@ import numpy as np
 import torch
 
 import softwidth as sw
-from softwidth.vad.models import build_model
+from softwidth.antispoof import models as cm
+from softwidth.antispoof.study import AntispoofStudyConfig
+from softwidth.antispoof.study import model_cost as cm_cost
+from softwidth.vad import models as vad
 from softwidth.vad.stream import StreamingVAD
-from softwidth.vad.study import model_cost
+from softwidth.vad.study import model_cost as vad_cost
 
 from ._common import Settings, time_call
 
-FULL = {"crnn": {"conv1": 48, "conv2": 48, "hidden": 48}, "transformer": {"ff1": 128, "ff2": 128}}
-TARGETS = (0.5, 0.25, 0.125)
+FULL = {"crnn": {"conv1": 48, "conv2": 48, "hidden": 48}, "transformer": {"ff1": 128, "ff2": 128}, "resnet": {}}
+TARGETS = {"crnn": (0.5, 0.25, 0.125), "transformer": (0.5, 0.25, 0.125), "resnet": (0.25,)}
+STUDY = {"crnn": "vad", "transformer": "vad", "resnet": "antispoof"}
 FACTOR = 0.6
 
 
 def chosen_sizes(root) -> dict:
-    """``{kind: {target: sizes}}`` of the seed-0 relative dynamic runs of the VAD study."""
-    results = json.loads((root / "results" / "vad" / "results.json").read_text())
+    """``{kind: {target: sizes}}`` of the seed-0 relative dynamic runs of the VAD and anti-spoofing studies."""
     out: dict = {}
-    for r in results["runs"]:
-        if r["kind"] == "dynamic" and r["seed"] == 0 and not r.get("absolute") and r["target"] in TARGETS:
-            out.setdefault(r["model"], {})[r["target"]] = r["sizes"]
+    for study in ("vad", "antispoof"):
+        results = json.loads((root / "results" / study / "results.json").read_text())
+        for r in results["runs"]:
+            if (r["kind"] == "dynamic" and r["seed"] == 0 and not r.get("absolute")
+                    and r["target"] in TARGETS.get(r["model"], ())):
+                out.setdefault(r["model"], {})[r["target"]] = r["sizes"]
     return out
+
+
+def _build(kind: str, sizes: dict):
+    return (cm if STUDY[kind] == "antispoof" else vad).build_model(kind, sizes)
+
+
+def _cost(kind: str, sizes: dict) -> float:
+    if STUDY[kind] == "antispoof":
+        return cm_cost(kind, {**FULL[kind], **sizes}, AntispoofStudyConfig())["flops_per_s"]
+    return vad_cost(kind, sizes)["flops_per_s"]
 
 
 def _plain(kind: str, sizes: dict):
     torch.manual_seed(0)
-    return sw.consolidate(build_model(kind, sizes).eval()).eval()
+    return sw.consolidate(_build(kind, sizes).eval()).eval()
 
 
 def _settings(kind: str, quick: bool) -> dict:
@@ -76,6 +93,10 @@ def _settings(kind: str, quick: bool) -> dict:
             return call
         return make
 
+    if kind == "resnet":
+        clips = 4 if quick else 32
+        return {f"batch {clips} x 4 s": (forward(torch.randn(clips, 201, 60, generator=g)), 4.0 * clips),
+                "batch 1 x 4 s": (forward(torch.randn(1, 201, 60, generator=g)), 4.0)}
     out = {f"batch {canvases} x {frames // 100} s": (forward(batch), canvases * frames / 100)}
     if kind == "crnn":
         out["stream 10 ms pushes"] = (stream(160), stream_s)
@@ -88,15 +109,15 @@ def _settings(kind: str, quick: bool) -> dict:
 def run(settings: Settings) -> dict:
     sizes = chosen_sizes(settings.root)
     rows, checks = [], []
-    for kind in ("crnn", "transformer"):
+    for kind in ("crnn", "transformer", "resnet"):
         full = _plain(kind, FULL[kind])
-        full_flops = model_cost(kind, FULL[kind])["flops_per_s"]
-        targets = TARGETS[:1] if settings.quick else TARGETS
+        full_flops = _cost(kind, FULL[kind])
+        targets = TARGETS[kind][:1] if settings.quick else TARGETS[kind]
         for name, (make, seconds) in _settings(kind, settings.quick).items():
             t_full = time_call(make(full), settings)
             for target in targets:
                 small = _plain(kind, sizes[kind][target])
-                flops = model_cost(kind, sizes[kind][target])["flops_per_s"]
+                flops = _cost(kind, sizes[kind][target])
                 t = time_call(make(small), settings)
                 speedup, ratio = t_full["median_s"] / t["median_s"], full_flops / flops
                 rows.append({"model": kind, "setting": name, "target": target,
@@ -110,7 +131,8 @@ def run(settings: Settings) -> dict:
                                "pass": speedup >= FACTOR * ratio})
     return {
         "title": "Inference speed-up: consolidated vs full model",
-        "setup": f"full sizes {FULL}; consolidated at the seed-0 dynamic runs' sizes of results/vad/results.json; "
+        "setup": f"full sizes {FULL} (resnet: B0..B3 = 16/32/64/128); consolidated at the seed-0 dynamic runs' "
+                 "sizes of results/vad/results.json and results/antispoof/results.json; "
                  "stock modules, eval, no_grad, one thread; times are medians (min also given)",
         "columns": [["model", "model"], ["setting", "setting"], ["target", "budget"], ["sizes", "sizes"],
                     ["full_min_ms", "full min (ms)"], ["full_ms", "full median (ms)"], ["small_min_ms", "consolidated min (ms)"],
@@ -119,5 +141,6 @@ def run(settings: Settings) -> dict:
                     ["fraction", "speed-up / FLOP/s ratio"]],
         "rows": rows, "checks": checks,
         "notes": ["RTF = seconds of processing per second of audio (lower is faster).",
-                  "FLOP/s exclude the STFT (shared by all models, 0.96 MFLOP/s); the stream settings include it."],
+                  ("VAD FLOP/s exclude the STFT (shared by all models, 0.96 MFLOP/s); the stream settings include "
+                   "it. Countermeasure FLOP/s and times exclude the LFCC front-end.")],
     }

@@ -7,7 +7,7 @@ import torch
 
 import softwidth as sw
 from softwidth import SoftWidthError, Width
-from softwidth.layout import Layout, check_features
+from softwidth.layout import NOISE_CUT, Layout, batch_std, check_features
 
 pytestmark = pytest.mark.filterwarnings("ignore:Converting a tensor with requires_grad")
 MIXES = ["ramp", "paper"]
@@ -143,9 +143,9 @@ def test_train_gate_matches_documented_formula(mix):
     sigma = x.std(dim=(0, 2), correction=0, keepdim=True)
     noise = (e - s).sqrt() * sigma
     residual = y - s.sqrt() * x
-    on = noise.flatten() > 1e-6
+    on = noise.flatten() / sigma.flatten() > NOISE_CUT
     assert on.any() and not on.all()
-    assert torch.equal(residual[:, ~on], torch.zeros_like(residual[:, ~on]))  # no noise where its weight is 0
+    assert torch.equal(residual[:, ~on], torch.zeros_like(residual[:, ~on]))  # no noise where its weight is ~0
     eps = residual[:, on] / noise[:, on]  # the noise draws must be standard normal, one per element
     assert abs(float(eps.mean())) < 0.02 and abs(float(eps.std()) - 1.0) < 0.02
     assert float(eps.view(400, -1, 50).mean(dim=(0, 2)).abs().max()) < 0.05  # per feature too
@@ -238,6 +238,58 @@ def test_gate_without_batch_axis_uses_abs():
     assert torch.equal(y[:2], x[:2])
     assert torch.allclose(y[2], 0.5 ** 0.5 * x[2] + 0.5 ** 0.5 * x[2].abs() * eps[0], atol=1e-5)
     assert float(y[3]) == 0.0
+
+
+# -- re-gate after a per-feature map (norms, activations) -----------------------------------------------
+@pytest.mark.parametrize("mix", MIXES)
+def test_regate_scales_by_the_envelope_without_noise(mix):
+    a, b = _widths(mix, temperature=0.8)
+    layout = sw.concat(a, 3, b)
+    x = torch.randn(32, 17, 5)
+    y = layout.regate(x, dim=1)
+    assert torch.equal(y, layout.regate(x, dim=1))  # deterministic: no noise
+    _, e = _documented(layout, 0.8)
+    assert torch.allclose(y, x * e.sqrt().view(1, 17, 1), atol=1e-6)
+    a.eval(), b.eval()
+    assert torch.equal(layout.regate(x, dim=1), layout.gate(x, dim=1))  # eval: the same truncation
+
+
+def test_norm_after_a_producer_keeps_its_signal_share():
+    """Producer gate then a train-mode BatchNorm: each feature's correlation with the clean signal stays
+    sqrt(s / e), the producer's; a second noise mix would lower it to s / e."""
+    torch.manual_seed(0)
+    w = Width(8, init=4.3, temperature=1.0)
+    norm = sw.layers.BatchNorm(torch.nn.BatchNorm1d(8), w)
+    x = torch.randn(20000, 8) * 2.0 + 1.0
+    out = norm(w(x)).detach()
+    s, e = (t.detach() for t in (w.shares(), w.envelope().square()))
+    ramp = (e > 0.2) & (s / e < 0.9)
+    assert ramp.sum() >= 2
+    xc, oc = x - x.mean(0), out - out.mean(0)
+    corr = (xc * oc).mean(0) / (xc.std(0) * oc.std(0))
+    assert torch.allclose(corr[ramp], (s / e).sqrt()[ramp], atol=0.03)
+    assert torch.allclose(out.std(0)[ramp], e.sqrt()[ramp] * norm.norm.weight.detach()[ramp], rtol=0.05)
+
+
+def test_regate_follows_the_prefix_the_producer_drew():
+    torch.manual_seed(1)
+    w = Width(16, init=12.0, temperature=1.0)
+    w.set_ordering(1.0)
+    y = w(torch.randn(64, 16))
+    kept = int((y != 0).any(0).sum())
+    assert torch.equal(w.envelope(), (torch.arange(16) < kept).float())
+    w.set_ordering(0.0)
+    w(torch.randn(64, 16))
+    assert 0 < float(w.envelope()[13]) < 1  # the soft ramp again
+
+
+@pytest.mark.parametrize("shape, dims", [((64, 30, 6), [0, 1]), ((8, 6, 20, 5), [0, 2, 3]), ((500, 6), [0])])
+def test_batch_std_matches_torch_std(shape, dims):
+    x = torch.randn(shape) * torch.linspace(0.1, 5.0, 6).view([6 if i == (2 if len(shape) == 3 else 1) else 1
+                                                              for i in range(len(shape))]) + 3.0
+    assert torch.allclose(batch_std(x, dims), x.std(dim=dims, correction=0, keepdim=True), rtol=1e-4)
+    far = x + 1e4  # a mean far above the std: the exact fallback
+    assert torch.allclose(batch_std(far, dims), far.std(dim=dims, correction=0, keepdim=True), rtol=1e-3)
 
 
 # -- frozen widths ---------------------------------------------------------------------------------------

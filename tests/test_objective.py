@@ -331,3 +331,14 @@ def test_enforce_budget_is_feasible_integer_and_maximal(case):
         with _widths_at(model, {id(w): grown}):
             assert _cost(model, kind) > target
     assert width_modules(model) == widths
+
+
+def test_enforce_budget_trades_a_step_when_growing_alone_stops_short():
+    """8 -> a -> b -> 1 (FLOPs 2 (8 a + a b + b) per example) with b at its maximum and a step of a costing 144:
+    growing alone stops at (24, 64), 3584 of 3724 (0.962); giving b one step back lets a grow: (25, 63), 3676."""
+    model, (a, b) = _mlp((8, 64, 64, 1), init=(24.0, 64.0))
+    target = 3724.0 / SECONDS
+    result = enforce_budget(model, target)
+    cost = _cost(model)
+    assert result == {a.label: 25, b.label: 63}
+    assert cost == pytest.approx(_chain_cost((8, 25, 63, 1), "flops")) and 0.98 * target <= cost <= target

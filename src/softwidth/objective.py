@@ -21,6 +21,7 @@ from .cost import KINDS, cost, params
 from .errors import SoftWidthError, is_number
 from .optim import width_modules
 from .probe import Profile
+from .width import Width
 
 __all__ = ["BudgetController", "CostPenalty", "enforce_budget", "full_cost", "model_cost"]
 
@@ -158,7 +159,10 @@ def enforce_budget(model: nn.Module, target: float, *, kind: str = "flops") -> d
 
     First the largest common scale ``a`` in [0, 1] of the current real widths whose rounded sizes fit is
     found by bisection, then single widths are grown one feature at a time (always the step that adds the
-    most cost while still fitting) until nothing fits. Widths that only grow keep their learned ratios.
+    most cost while still fitting) until nothing fits. Growing alone can stop far below the target when the
+    only cheap steps belong to widths at their maximum, so then one width at a time gives back one step and
+    the others grow again; such a trade is kept when it brings the cost closer to the target (still at or
+    below it), until none does.
     """
     widths = width_modules(model)
     if not widths:
@@ -191,19 +195,34 @@ def enforce_budget(model: nn.Module, target: float, *, kind: str = "flops") -> d
     sizes = sizes_at(low)
     if cost_of(sizes) > target:
         raise SoftWidthError(f"enforce_budget: no integer widths reach cost <= {target:.4g}")
-    while True:
-        best, best_cost = None, -1.0
+
+    def grow(sizes: dict[int, float], frozen: Width | None = None) -> tuple[dict[int, float], float]:
+        sizes = dict(sizes)
+        while True:
+            best, best_cost = None, -1.0
+            for w in widths:
+                grown = sizes[id(w)] + w.multiple_of
+                if w is frozen or grown > w.max_size:
+                    continue
+                c = cost_of({**sizes, id(w): grown})
+                if c <= target and c > best_cost:
+                    best, best_cost = w, c
+            if best is None:
+                return sizes, cost_of(sizes)
+            sizes[id(best)] += best.multiple_of
+
+    sizes, reached = grow(sizes)
+    traded = True
+    while traded:
+        traded = False
         for w in widths:
-            grown = sizes[id(w)] + w.multiple_of
-            if grown > w.max_size:
+            lowest = w.multiple_of * math.ceil(w.min_size / w.multiple_of - 1e-9)
+            if sizes[id(w)] - w.multiple_of < lowest:
                 continue
-            trial = {**sizes, id(w): grown}
-            c = cost_of(trial)
-            if c <= target and c > best_cost:
-                best, best_cost = w, c
-        if best is None:
-            break
-        sizes[id(best)] += best.multiple_of
+            trial, c = grow({**sizes, id(w): sizes[id(w)] - w.multiple_of}, frozen=w)
+            if reached < c <= target:
+                sizes, reached, traded = trial, c, True
+                break
     with torch.no_grad():
         for w in widths:
             w.value.fill_(sizes[id(w)])

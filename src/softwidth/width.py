@@ -124,6 +124,7 @@ class Width(nn.Module):
         self.set_temperature(temperature)
         self.register_buffer("index", torch.arange(max_size, dtype=torch.float32), persistent=False)
         self.ordering = 0.0  # probability of a nested-dropout truncation per train forward (see set_ordering)
+        self._cut: float | None = None  # the prefix the last train-mode mix drew, if ordering pressure drew one
         self.frozen = False  # see freeze_
 
     # -- value -------------------------------------------------------------------------------
@@ -220,7 +221,27 @@ class Width(nn.Module):
             cut = self.min_size + float(torch.rand(())) * (self.max_size - self.min_size)
             signal = (index < cut).to(signal.dtype)
             noise = torch.zeros_like(signal)
+            self._cut = cut
+        elif own:
+            self._cut = None
         return signal, noise
+
+    def envelope(self) -> torch.Tensor:
+        """``sqrt(e_i)``, shape ``(max_size,)``: the amplitude of feature ``i`` after the gate of the last
+        train-mode forward (signal and noise together), the 0/1 keep mask in eval mode or when frozen.
+
+        A per-feature map after the producer's gate (a norm, an activation with ``f(0) != 0``) re-applies
+        this instead of a second noise mix (see :meth:`softwidth.layout.Layout.regate`). If the last
+        :meth:`mix_weights` drew a nested-dropout prefix (ordering pressure), the envelope is that prefix.
+        """
+        if not self.training or self.frozen:
+            return (self.index < self.rounded).to(self.value.dtype)
+        if self._cut is not None:
+            return (self.index < self._cut).to(self.value.dtype)
+        k = self.real()
+        if self.mix == "paper":
+            return (self.index < k).to(k.dtype)
+        return torch.exp(0.5 * F.logsigmoid((k - self.index) / self.temperature))
 
     @torch.no_grad()
     def freeze_(self) -> None:

@@ -17,7 +17,11 @@ from pathlib import Path
 
 from tqdm.auto import tqdm
 
-__all__ = ["cached", "environment", "run_all", "run_key", "save_results", "store"]
+__all__ = ["METHOD_VERSION", "cached", "environment", "run_all", "run_key", "save_results", "store"]
+
+METHOD_VERSION = 2
+"""Part of every run key. Bumped when a change to the library changes what a stored run would train (2: norms and
+activations re-apply the envelope instead of a second noise mix), so a study never reuses runs of older code."""
 
 
 def environment() -> dict:
@@ -43,8 +47,10 @@ def save_results(out: Path, config, started: float, **fields) -> dict:
 
 
 def run_key(task: dict, settings: dict) -> str:
-    """A run's storage key: a hash of the task and every setting that changes how it trains."""
-    return hashlib.sha1(json.dumps([task, settings], sort_keys=True).encode()).hexdigest()[:16]
+    """A run's storage key: a hash of the task, every setting that changes how it trains and
+    :data:`METHOD_VERSION`."""
+    payload = [task, settings, METHOD_VERSION]
+    return hashlib.sha1(json.dumps(payload, sort_keys=True).encode()).hexdigest()[:16]
 
 
 def cached(out: Path, key: str) -> dict | None:

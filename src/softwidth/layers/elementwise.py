@@ -2,7 +2,9 @@
 
 Stock activations with ``f(0) == 0`` (ReLU, GELU, Tanh, ...) need no wrapper: a dropped feature stays zero
 and :func:`softwidth.profile` prices them automatically from the width of their input. Activations with
-``f(0) != 0`` (Sigmoid, Softplus) must be wrapped in :class:`Elementwise`, which re-applies the gate.
+``f(0) != 0`` (Sigmoid, Softplus) must be wrapped in :class:`Elementwise`, which re-applies the gate
+(:meth:`~softwidth.layout.Layout.regate`: the truncation in eval mode, the envelope without new noise in train
+mode).
 """
 
 from __future__ import annotations
@@ -28,7 +30,7 @@ ELEMENTWISE_FLOPS: dict[type, int] = {
 
 
 class Elementwise(DynamicLayer):
-    """Applies a stock element-wise module, then the gate of ``width`` along axis ``dim``.
+    """Applies a stock element-wise module, then re-applies the gate of ``width`` along axis ``dim``.
 
     Needed for activations with ``f(0) != 0``; harmless for others. ``nn.PReLU`` with one slope per channel
     has its slopes sliced at consolidation. Cost: ``ELEMENTWISE_FLOPS[type] * C * P`` FLOPs.
@@ -51,7 +53,7 @@ class Elementwise(DynamicLayer):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         check_features(x, self.out_layout.max_size, self.dim, where=self.where)  # before the module sees it
-        return self.out_layout.gate(self.module(x), self.dim, where=self.where)
+        return self.out_layout.regate(self.module(x), self.dim, where=self.where)
 
     def feature_dim(self, ndim: int, which: str) -> int:
         return self.dim
