@@ -11,6 +11,7 @@ import json
 from pathlib import Path
 
 from ..errors import SoftWidthError
+from ..experiments.cli import add_study_parser
 
 __all__ = ["add_antispoof_parser", "load_countermeasure", "save_countermeasure"]
 
@@ -127,20 +128,12 @@ def _score(args: argparse.Namespace) -> None:
 
 def add_antispoof_parser(sub, positive_int) -> None:
     """Register ``antispoof train``, ``antispoof evaluate`` and ``antispoof score`` on the top-level subparsers."""
-    top = sub.add_parser("antispoof", help="the anti-spoofing case study and bona fide scoring")
-    asub = top.add_subparsers(dest="antispoof_command", required=True)
-    train = asub.add_parser("train", help="train and score every countermeasure of the study, tables and plot")
-    train.add_argument("--quick", action="store_true", help="small corpus, one seed, short training (~3 minutes)")
-    train.add_argument("--corpus", type=Path, default=None,
-                       help="a built anti-spoofing corpus (default: build/reuse the cached full or small one)")
-    train.add_argument("--out", type=Path, default=None, help="default results/antispoof or results/antispoof_quick")
-    train.add_argument("--workers", type=positive_int, default=2, help="parallel processes (default 2)")
-    train.add_argument("--fresh", action="store_true", help="retrain runs already stored in the output folder")
-    train.set_defaults(func=_train)
-    evaluate = asub.add_parser("evaluate", help="rewrite the tables, checks and plot from results.json")
-    evaluate.add_argument("--quick", action="store_true", help="use results/antispoof_quick")
-    evaluate.add_argument("--out", type=Path, default=None, help="the study folder (default results/antispoof)")
-    evaluate.set_defaults(func=_evaluate)
+    asub, _ = add_study_parser(
+        sub, "antispoof", help="the anti-spoofing case study and bona fide scoring", train=_train,
+        train_help="train and score every countermeasure of the study, tables and plot",
+        quick_help="small corpus, one seed, short training (~3 minutes)", evaluate=_evaluate,
+        corpus_help="a built anti-spoofing corpus (default: build/reuse the cached full or small one)",
+        positive_int=positive_int)
     score = asub.add_parser("score", help="print a bona fide probability per audio file")
     score.add_argument("files", type=Path, nargs="+", help="audio files (resampled to 16 kHz mono)")
     score.add_argument("--model", type=Path, default=None, help="a model folder (default results/antispoof/model)")

@@ -33,7 +33,7 @@ import torch
 from torch import nn
 
 from ..consolidate import consolidate
-from ..errors import SoftWidthError
+from ..experiments.pruning import check_prune_sizes
 from ..vad.pruning import Index, State, _batchnorm, _full_size, _slice, _top
 from .models import LCNN, STAGES, ThinResNet
 
@@ -56,7 +56,7 @@ def prune(model: nn.Module, sizes: Mapping[str, int]) -> nn.Module:
     module docstring for the importance measure. With every size at its full value the result only permutes
     channels, so it computes what ``model`` computes in eval mode.
     """
-    target = _check(model, sizes)
+    target = check_prune_sizes(model, sizes, (ThinResNet, LCNN), package="antispoof")
     full = _full_size(model)
     state = {name: t.detach() for name, t in full.state_dict().items()}
     if isinstance(model, ThinResNet):
@@ -70,25 +70,6 @@ def prune(model: nn.Module, sizes: Mapping[str, int]) -> nn.Module:
     skeleton.to(device=like.device, dtype=like.dtype)
     skeleton.load_state_dict(pruned, strict=True)
     return skeleton.eval()
-
-
-def _check(model: nn.Module, sizes: Mapping[str, int]) -> dict[str, int]:
-    """Validate ``model`` and ``sizes``; return the complete target sizes."""
-    if not isinstance(model, (ThinResNet, LCNN)):
-        raise SoftWidthError(
-            f"prune: expects a softwidth.antispoof ThinResNet or LCNN (from build_model), got {type(model).__name__}")
-    if not isinstance(sizes, Mapping):
-        raise SoftWidthError(f"prune: sizes must be a mapping {{stage name: int}}, got {type(sizes).__name__}")
-    unknown = sorted(set(sizes) - set(model.sizes), key=str)
-    if unknown:
-        raise SoftWidthError(f"prune: unknown widths {unknown} for {type(model).__name__}; known: {list(STAGES)}")
-    target = {**model.sizes, **sizes}
-    for name, size in target.items():
-        full = model.sizes[name]
-        if isinstance(size, bool) or not isinstance(size, int) or not 1 <= size <= full:
-            raise SoftWidthError(f"prune: size {name}={size!r} must be an int in [1, {full}] (the trained model's "
-                                 f"size); pruning cannot grow a width")
-    return target
 
 
 def _filters(w: torch.Tensor) -> torch.Tensor:

@@ -37,7 +37,7 @@ from ..cost import flops_per_second, params
 from ..data.antispoof_corpus import CLIP_SECONDS
 from ..data.features import FeatureConfig
 from ..errors import SoftWidthError
-from ..experiments.runs import run_all, run_key, save_results
+from ..experiments.runs import plan_phase2, run_all, run_key, save_results
 from ..objective import BudgetController, CostPenalty
 from ..probe import profile
 from ..schedule import Schedule
@@ -194,23 +194,6 @@ def plan(config: AntispoofStudyConfig) -> list[dict]:
         if kind in config.absolute_targets:
             tasks.append({"model": kind, "kind": "dynamic", "seed": config.seeds[0],
                           "target": config.absolute_targets[kind], "absolute": True})
-    return tasks
-
-
-def plan_phase2(records: list[tuple[dict, dict]]) -> list[dict]:
-    """Fixed-size runs trained from scratch, and the baseline of the same seed L1-pruned, at the sizes of every
-    relative all-stage dynamic run (same seed). A pruned task carries its baseline's task and sizes."""
-    baselines = {(t["model"], t["seed"]): (t, r) for t, r in records if t["kind"] == "baseline"}
-    tasks = []
-    for t, r in records:
-        if t["kind"] != "dynamic" or t.get("absolute"):
-            continue
-        point = {"model": t["model"], "seed": t["seed"], "target": t["target"], "sizes": r["sizes"]}
-        tasks.append({**point, "kind": "fixed"})
-        if (t["model"], t["seed"]) in baselines:
-            base_task, base_record = baselines[(t["model"], t["seed"])]
-            tasks.append({**point, "kind": "prune", "base_task": base_task,
-                          "base_record": {"model": base_record["model"], "sizes": base_record["sizes"]}})
     return tasks
 
 

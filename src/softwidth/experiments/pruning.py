@@ -9,6 +9,7 @@ Supports models whose widths are produced by :class:`softwidth.layers.Linear` la
 from __future__ import annotations
 
 import copy
+from collections.abc import Mapping
 
 import torch
 from torch import nn
@@ -19,7 +20,7 @@ from ..layers import DynamicLayer, Linear
 from ..objective import enforce_budget, full_cost
 from ..optim import width_modules
 
-__all__ = ["l1_prune"]
+__all__ = ["check_prune_sizes", "l1_prune"]
 
 
 def l1_prune(model: nn.Module, fraction: float, *, kind: str = "flops") -> nn.Module:
@@ -49,3 +50,31 @@ def l1_prune(model: nn.Module, fraction: float, *, kind: str = "flops") -> nn.Mo
                 consumer.linear.weight.copy_(consumer.linear.weight[:, order])
     enforce_budget(pruned, fraction * full_cost(pruned, kind), kind=kind)
     return consolidate(pruned.eval())
+
+
+def check_prune_sizes(model: nn.Module, sizes: Mapping[str, int], models: tuple[type, ...], *, package: str,
+                      steps: Mapping[str, int] | None = None) -> dict[str, int]:
+    """Validate the sizes a case study's pruning baseline prunes ``model`` to; returns the complete sizes.
+
+    ``model`` must be one of ``models`` (built by ``softwidth.<package>.build_model``, with a ``sizes`` dict of
+    its widths); every name in ``sizes`` one of its widths and every size an int in ``[step, full size]``, a
+    multiple of ``steps[name]`` (default 1). Raises :class:`SoftWidthError` naming the rule broken.
+    """
+    if not isinstance(model, models):
+        names = " or ".join(m.__name__ for m in models)
+        raise SoftWidthError(
+            f"prune: expects a softwidth.{package} {names} (from build_model), got {type(model).__name__}")
+    if not isinstance(sizes, Mapping):
+        raise SoftWidthError(f"prune: sizes must be a mapping {{width name: int}}, got {type(sizes).__name__}")
+    unknown = sorted(set(sizes) - set(model.sizes), key=str)
+    if unknown:
+        raise SoftWidthError(f"prune: unknown widths {unknown} for {type(model).__name__}; known: "
+                             f"{sorted(model.sizes)}")
+    steps = steps or {}
+    target = {**model.sizes, **sizes}
+    for name, size in target.items():
+        full, q = model.sizes[name], steps.get(name, 1)
+        if isinstance(size, bool) or not isinstance(size, int) or not q <= size <= full or size % q:
+            rule = f"an int in [{q}, {full}] (the trained model's size)" + (f", a multiple of {q}" if q > 1 else "")
+            raise SoftWidthError(f"prune: size {name}={size!r} must be {rule}; pruning cannot grow a width")
+    return target

@@ -17,7 +17,7 @@ from pathlib import Path
 
 from tqdm.auto import tqdm
 
-__all__ = ["METHOD_VERSION", "cached", "environment", "run_all", "run_key", "save_results", "store"]
+__all__ = ["METHOD_VERSION", "cached", "environment", "plan_phase2", "run_all", "run_key", "save_results", "store"]
 
 METHOD_VERSION = 2
 """Part of every run key. Bumped when a change to the library changes what a stored run would train (2: norms and
@@ -44,6 +44,24 @@ def save_results(out: Path, config, started: float, **fields) -> dict:
                "wall_seconds": time.perf_counter() - started, "environment": environment()}
     (out / "results.json").write_text(json.dumps(results, indent=2) + "\n")
     return results
+
+
+def plan_phase2(records: list[tuple[dict, dict]]) -> list[dict]:
+    """A case study's phase-2 tasks from its phase-1 ``(task, record)`` pairs: a fixed-size model trained from scratch,
+    and the baseline of the same seed L1-pruned, at the sizes of every relative dynamic run (``"kind": "dynamic"``,
+    not ``"absolute"``). A pruned task carries its baseline's task and sizes (``base_task``, ``base_record``)."""
+    baselines = {(t["model"], t["seed"]): (t, r) for t, r in records if t["kind"] == "baseline"}
+    tasks = []
+    for t, r in records:
+        if t["kind"] != "dynamic" or t.get("absolute"):
+            continue
+        point = {"model": t["model"], "seed": t["seed"], "target": t["target"], "sizes": r["sizes"]}
+        tasks.append({**point, "kind": "fixed"})
+        if (t["model"], t["seed"]) in baselines:
+            base_task, base_record = baselines[(t["model"], t["seed"])]
+            tasks.append({**point, "kind": "prune", "base_task": base_task,
+                          "base_record": {"model": base_record["model"], "sizes": base_record["sizes"]}})
+    return tasks
 
 
 def run_key(task: dict, settings: dict) -> str:

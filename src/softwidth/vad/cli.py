@@ -10,6 +10,7 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import SoftWidthError
+from ..experiments.cli import add_study_parser
 
 __all__ = ["add_vad_parser"]
 
@@ -182,21 +183,13 @@ def _seconds(text: str) -> float:
 
 def add_vad_parser(sub, positive_int) -> None:
     """Register ``vad train``, ``vad evaluate`` and ``vad detect`` on the top-level subparsers."""
-    vad = sub.add_parser("vad", help="the VAD case study and the streaming detector")
-    vsub = vad.add_subparsers(dest="vad_command", required=True)
-    train = vsub.add_parser("train", help="train and score every VAD of the study, the peers, tables and plots")
-    train.add_argument("--quick", action="store_true", help="small corpus, one seed, one budget (~2 minutes)")
-    train.add_argument("--corpus", type=Path, default=None,
-                       help="a built VAD corpus (default: build/reuse the cached full or, with --quick, small one)")
-    train.add_argument("--out", type=Path, default=None, help="default results/vad or results/vad_quick")
-    train.add_argument("--workers", type=positive_int, default=2, help="parallel processes (default 2)")
-    train.add_argument("--fresh", action="store_true", help="retrain runs already stored in the output folder")
+    vsub, train = add_study_parser(
+        sub, "vad", help="the VAD case study and the streaming detector", train=_train,
+        train_help="train and score every VAD of the study, the peers, tables and plots",
+        quick_help="small corpus, one seed, one budget (~2 minutes)", evaluate=_evaluate,
+        corpus_help="a built VAD corpus (default: build/reuse the cached full or, with --quick, small one)",
+        positive_int=positive_int)
     train.add_argument("--no-peers", action="store_true", help="skip Silero/WebRTC/TEN VAD")
-    train.set_defaults(func=_train)
-    evaluate = vsub.add_parser("evaluate", help="rewrite the tables, checks and plots from results.json")
-    evaluate.add_argument("--quick", action="store_true", help="use results/vad_quick")
-    evaluate.add_argument("--out", type=Path, default=None, help="the study folder (default results/vad)")
-    evaluate.set_defaults(func=_evaluate)
     detect = vsub.add_parser("detect", help="print speech segments (start/end seconds) of audio files, streaming")
     detect.add_argument("files", type=Path, nargs="+", help="audio files (any rate/channels; resampled to 16 kHz "
                         "mono)")

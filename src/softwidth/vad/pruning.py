@@ -42,7 +42,7 @@ import torch
 from torch import nn
 
 from ..consolidate import consolidate
-from ..errors import SoftWidthError
+from ..experiments.pruning import check_prune_sizes
 from ..width import Width
 from .models import CRNNVAD, HEADS, TransformerVAD, build_model
 
@@ -69,7 +69,9 @@ def prune(model: nn.Module, sizes: Mapping[str, int]) -> nn.Module:
     the module docstring for the importance measure per width. With every size at its full value the result
     only permutes features, so it computes what ``model`` computes in eval mode.
     """
-    kind, target = _check(model, sizes)
+    target = check_prune_sizes(model, sizes, (CRNNVAD, TransformerVAD), package="vad",
+                               steps={"bands": HEADS} if getattr(model, "kind", None) == "transformer" else None)
+    kind = model.kind
     full = _full_size(model)
     state = {name: t.detach() for name, t in full.state_dict().items()}
     pruned = _PRUNERS[kind](state, target)
@@ -78,28 +80,6 @@ def prune(model: nn.Module, sizes: Mapping[str, int]) -> nn.Module:
     skeleton.to(device=like.device, dtype=like.dtype)
     skeleton.load_state_dict(pruned, strict=True)
     return skeleton.eval()
-
-
-def _check(model: nn.Module, sizes: Mapping[str, int]) -> tuple[str, dict[str, int]]:
-    """Validate ``model`` and ``sizes``; return the model kind and the complete target sizes."""
-    if not isinstance(model, (CRNNVAD, TransformerVAD)):
-        raise SoftWidthError(
-            f"prune: expects a softwidth.vad CRNNVAD or TransformerVAD (from build_model), got {type(model).__name__}")
-    if not isinstance(sizes, Mapping):
-        raise SoftWidthError(f"prune: sizes must be a mapping {{width name: int}}, got {type(sizes).__name__}")
-    unknown = sorted(set(sizes) - set(model.sizes), key=str)
-    if unknown:
-        raise SoftWidthError(f"prune: unknown widths {unknown} for {type(model).__name__}; known: "
-                             f"{sorted(model.sizes)}")
-    step = {"bands": HEADS} if model.kind == "transformer" else {}
-    target = {**model.sizes, **sizes}
-    for name, size in target.items():
-        full, q = model.sizes[name], step.get(name, 1)
-        if isinstance(size, bool) or not isinstance(size, int) or not q <= size <= full or size % q:
-            rule = f"an int in [{q}, {full}] (the trained model's size)" + (f", a multiple of {q} (the heads)"
-                                                                           if q > 1 else "")
-            raise SoftWidthError(f"prune: size {name}={size!r} must be {rule}; pruning cannot grow a width")
-    return model.kind, target
 
 
 def _full_size(model: nn.Module) -> nn.Module:

@@ -31,7 +31,7 @@ from torch import nn
 from ..consolidate import consolidate
 from ..cost import flops_per_second, params
 from ..errors import SoftWidthError
-from ..experiments.runs import run_all, run_key, save_results
+from ..experiments.runs import plan_phase2, run_all, run_key, save_results
 from ..objective import BudgetController
 from ..probe import profile
 from ..schedule import Schedule
@@ -178,22 +178,6 @@ def plan(config: VadStudyConfig) -> list[dict]:
         if kind in config.absolute_targets:
             tasks.append({"model": kind, "kind": "dynamic", "seed": config.seeds[0],
                           "target": config.absolute_targets[kind], "absolute": True})
-    return tasks
-
-
-def plan_phase2(records: list[tuple[dict, dict]]) -> list[dict]:
-    """Fixed-size and pruned runs at the sizes of every relative dynamic run (same seed)."""
-    baselines = {(t["model"], t["seed"]): (t, r) for t, r in records if t["kind"] == "baseline"}
-    tasks = []
-    for t, r in records:
-        if t["kind"] != "dynamic" or t.get("absolute"):
-            continue
-        point = {"model": t["model"], "seed": t["seed"], "target": t["target"], "sizes": r["sizes"]}
-        tasks.append({**point, "kind": "fixed"})
-        if (t["model"], t["seed"]) in baselines:
-            base_task, base_record = baselines[(t["model"], t["seed"])]
-            tasks.append({**point, "kind": "prune", "base_task": base_task,
-                          "base_record": {"model": base_record["model"], "sizes": base_record["sizes"]}})
     return tasks
 
 
