@@ -58,7 +58,7 @@ def _test_audio(corpus: Path, seconds: float) -> np.ndarray:
 
 
 def _now(settings: Settings, results: dict) -> list[dict]:
-    from softwidth.vad.peers import _Silero, _WebRTC
+    from softwidth.vad.peers import PEERS
     from softwidth.vad.study import config_from_results, load_run_model
 
     seconds = 3.0 if settings.quick else SECONDS
@@ -88,13 +88,13 @@ def _now(settings: Settings, results: dict) -> list[dict]:
                      "mflops_per_s": r["flops_per_s"] / 1e6, "batch_rtf": b["median_s"] / seconds,
                      "batch_rtf_min": b["min_s"] / seconds, "stream_rtf": s["median_s"] / seconds,
                      "stream_rtf_min": s["min_s"] / seconds})
-    silero = _Silero()
+    silero = PEERS["silero"]()
     frames = audio.size // 160
 
     def run_silero():
         silero(audio, frames)
 
-    webrtc = _WebRTC()
+    webrtc = PEERS["webrtc"]()
     webrtc.vads = webrtc.vads[3:]  # one mode (3, the most aggressive): a single detector's cost
 
     def run_webrtc():
