@@ -254,21 +254,28 @@ def test_regate_scales_by_the_envelope_without_noise(mix):
     assert torch.equal(layout.regate(x, dim=1), layout.gate(x, dim=1))  # eval: the same truncation
 
 
-def test_norm_after_a_producer_keeps_its_signal_share():
-    """Producer gate then a train-mode BatchNorm: each feature's correlation with the clean signal stays
-    sqrt(s / e), the producer's; a second noise mix would lower it to s / e."""
+def test_regate_after_a_norm_keeps_the_producers_signal_share():
+    """Producer gate, a train-mode BatchNorm, then regate: each feature's correlation with the clean signal stays
+    sqrt(s / e), the producer's; a second noise mix (gate) lowers it to about s / e."""
     torch.manual_seed(0)
     w = Width(8, init=4.3, temperature=1.0)
-    norm = sw.layers.BatchNorm(torch.nn.BatchNorm1d(8), w)
+    norm = torch.nn.BatchNorm1d(8)
     x = torch.randn(20000, 8) * 2.0 + 1.0
-    out = norm(w(x)).detach()
+    y = norm(w(x)).detach()
     s, e = (t.detach() for t in (w.shares(), w.envelope().square()))
     ramp = (e > 0.2) & (s / e < 0.9)
     assert ramp.sum() >= 2
-    xc, oc = x - x.mean(0), out - out.mean(0)
-    corr = (xc * oc).mean(0) / (xc.std(0) * oc.std(0))
-    assert torch.allclose(corr[ramp], (s / e).sqrt()[ramp], atol=0.03)
-    assert torch.allclose(out.std(0)[ramp], e.sqrt()[ramp] * norm.norm.weight.detach()[ramp], rtol=0.05)
+
+    def corr(out):
+        xc, oc = x - x.mean(0), out - out.mean(0)
+        return (xc * oc).mean(0) / (xc.std(0) * oc.std(0))
+
+    layout = Layout.of(w)
+    once = layout.regate(y)
+    assert torch.allclose(corr(once)[ramp], (s / e).sqrt()[ramp], atol=0.03)
+    assert torch.allclose(once.std(0)[ramp], e.sqrt()[ramp], rtol=0.05)  # back to the producer's envelope
+    twice = layout.gate(y)
+    assert (corr(twice)[ramp] < (s / e).sqrt()[ramp] - 0.05).all()
 
 
 def test_regate_follows_the_prefix_the_producer_drew():

@@ -139,10 +139,10 @@ class Layout:
 
         A norm maps a dropped (zero) feature to its bias and an activation with ``f(0) != 0`` to ``f(0)``, so
         the drop must be re-applied after them. Eval mode: the same truncation as :meth:`gate`. Train mode:
-        ``x_i * sqrt(e_i)`` (:meth:`Width.envelope`), no second noise mix: the producer's gate already set
-        feature ``i``'s signal share, and a per-feature map keeps its signal-to-noise ratio, so a second mix
-        would compound the noise (``s_i`` twice) while the cost counts the width once. A norm that rescales a
-        feature to unit power is brought back to the producer's envelope.
+        ``x_i * sqrt(e_i)`` (:meth:`Width.envelope`), no second noise mix: a per-feature map keeps the
+        signal-to-noise ratio the producer's gate set, and a norm that rescales a feature to unit power is
+        brought back to the producer's envelope. softwidth's own norms and activations call :meth:`gate` (a
+        fresh mix) instead, which trained better in the VAD study (docs/method.md); this is for custom layers.
         """
         check_features(x, self.max_size, dim, where=where or self.label)
         if not self.is_dynamic:

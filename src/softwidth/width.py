@@ -230,8 +230,8 @@ class Width(nn.Module):
         """``sqrt(e_i)``, shape ``(max_size,)``: the amplitude of feature ``i`` after the gate of the last
         train-mode forward (signal and noise together), the 0/1 keep mask in eval mode or when frozen.
 
-        A per-feature map after the producer's gate (a norm, an activation with ``f(0) != 0``) re-applies
-        this instead of a second noise mix (see :meth:`softwidth.layout.Layout.regate`). If the last
+        :meth:`softwidth.layout.Layout.regate` multiplies by it to re-apply the drop after a per-feature map
+        without a second noise mix. If the last
         :meth:`mix_weights` drew a nested-dropout prefix (ordering pressure), the envelope is that prefix.
         """
         if not self.training or self.frozen:

@@ -157,7 +157,7 @@ def test_layernorm_train_mode_uses_share_weighted_statistics():
     var = ((x - mean) ** 2 * s).sum(-1, keepdim=True) / s.sum()
     manual = (x - mean) / torch.sqrt(var + norm.eps) * norm.weight + norm.bias
     torch.manual_seed(7)
-    expected = layer.out_layout.regate(manual.detach(), -1)
+    expected = layer.out_layout.gate(manual.detach(), -1)
     assert torch.allclose(y, expected, atol=1e-5)
 
 

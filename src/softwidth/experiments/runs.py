@@ -19,9 +19,10 @@ from tqdm.auto import tqdm
 
 __all__ = ["METHOD_VERSION", "cached", "environment", "plan_phase2", "run_all", "run_key", "save_results", "store"]
 
-METHOD_VERSION = 2
-"""Part of every run key. Bumped when a change to the library changes what a stored run would train (2: norms and
-activations re-apply the envelope instead of a second noise mix), so a study never reuses runs of older code."""
+METHOD_VERSION = 1
+"""Part of every run key from version 2 on (version 1 keys are the plain hash of task and settings, as the stored
+studies were made). Bump it when a change to the library changes what a stored run would train, so a study never
+reuses runs of older code."""
 
 
 def environment() -> dict:
@@ -67,7 +68,7 @@ def plan_phase2(records: list[tuple[dict, dict]]) -> list[dict]:
 def run_key(task: dict, settings: dict) -> str:
     """A run's storage key: a hash of the task, every setting that changes how it trains and
     :data:`METHOD_VERSION`."""
-    payload = [task, settings, METHOD_VERSION]
+    payload = [task, settings] if METHOD_VERSION == 1 else [task, settings, METHOD_VERSION]
     return hashlib.sha1(json.dumps(payload, sort_keys=True).encode()).hexdigest()[:16]
 
 

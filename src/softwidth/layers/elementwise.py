@@ -2,9 +2,7 @@
 
 Stock activations with ``f(0) == 0`` (ReLU, GELU, Tanh, ...) need no wrapper: a dropped feature stays zero
 and :func:`softwidth.profile` prices them automatically from the width of their input. Activations with
-``f(0) != 0`` (Sigmoid, Softplus) must be wrapped in :class:`Elementwise`, which re-applies the gate
-(:meth:`~softwidth.layout.Layout.regate`: the truncation in eval mode, the envelope without new noise in train
-mode).
+``f(0) != 0`` (Sigmoid, Softplus) must be wrapped in :class:`Elementwise`, which re-applies the gate.
 """
 
 from __future__ import annotations
@@ -53,7 +51,7 @@ class Elementwise(DynamicLayer):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         check_features(x, self.out_layout.max_size, self.dim, where=self.where)  # before the module sees it
-        return self.out_layout.regate(self.module(x), self.dim, where=self.where)
+        return self.out_layout.gate(self.module(x), self.dim, where=self.where)
 
     def feature_dim(self, ndim: int, which: str) -> int:
         return self.dim

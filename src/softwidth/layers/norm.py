@@ -1,7 +1,8 @@
 """Width-aware normalisation: ``nn.BatchNorm1d/2d`` over dynamic channels, ``nn.LayerNorm`` over a dynamic
-last axis. Both re-apply the gate of the width they normalise (a norm maps a dropped, zero feature to its
-bias, so the drop must be re-applied after it) with :meth:`~softwidth.layout.Layout.regate`: the truncation in
-eval mode, the producer's envelope and no second noise mix in train mode."""
+last axis. Both gate their output with the width they normalise (a norm maps a dropped, zero feature to its
+bias, so the drop must be re-applied after it): the truncation in eval mode, a fresh noise mix in train mode
+(docs/method.md, "One noise mix per layer": the envelope-only :meth:`~softwidth.layout.Layout.regate` was
+measured and lost)."""
 
 from __future__ import annotations
 
@@ -37,7 +38,7 @@ class BatchNorm(DynamicLayer):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         dim = 1 if isinstance(x, torch.Tensor) and x.dim() > 1 else 0  # check_features refuses a non-tensor
         check_features(x, self.norm.num_features, dim, where=self.where)
-        return self.out_layout.regate(self.norm(x), 1, where=self.where)
+        return self.out_layout.gate(self.norm(x), 1, where=self.where)
 
     def feature_dim(self, ndim: int, which: str) -> int:
         return 1
@@ -98,7 +99,7 @@ class LayerNorm(DynamicLayer):
             y = y * self.norm.weight
         if self.norm.bias is not None:
             y = y + self.norm.bias
-        return self.out_layout.regate(y, -1, where=self.where)
+        return self.out_layout.gate(y, -1, where=self.where)
 
     def cost(self, positions: float) -> Cost:
         c, p = self.out_layout.real(), positions
