@@ -19,7 +19,7 @@ BLOCKS = {  # block name -> results file copied verbatim (headings demoted by on
     "vad-quick": "results/vad_quick/summary.md",
     "antispoof": "results/antispoof/summary.md",
 }
-DOCS = ("docs/results.md", "README.md")
+DOCS = ("docs/results.md", "docs/method.md", "README.md")
 PATTERN = re.compile(r"(<!-- BEGIN generated:([\w-]+) -->\n)(.*?)(<!-- END generated:\2 -->)", flags=re.DOTALL)
 
 

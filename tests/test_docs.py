@@ -153,7 +153,7 @@ def test_python_blocks_run():
 
 
 def test_generated_blocks_of_the_docs_equal_their_results_files():
-    """docs/results.md and the README copy figures only from results files (scripts/update_docs.py)."""
+    """docs/results.md, docs/method.md and the README copy figures only from results files (scripts/update_docs.py)."""
     import runpy
 
     script = runpy.run_path(str(Path(__file__).resolve().parents[1] / "scripts" / "update_docs.py"))
