@@ -25,7 +25,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..errors import SoftWidthError
-from ..layout import WidthLike, batch_std, check_features
+from ..layout import NOISE_CUT, WidthLike, batch_std, check_features
 from ..width import Width
 from ._base import Cost, DynamicLayer, as_layout, take
 from .elementwise import ELEMENTWISE_FLOPS
@@ -112,7 +112,7 @@ class TransformerEncoderLayer(DynamicLayer):
         q, k, v = qkv.view(n, t, 3, self.heads, self.head_dim).permute(2, 0, 3, 1, 4).unbind(0)  # (N, H, T, hd)
         signal, noise, size = self._head_weights(x)
         q, k, v = q * signal, k * signal, v * signal
-        if self.training and self.out_layout.is_dynamic:
+        if self.training and self.out_layout.is_dynamic and bool((noise > NOISE_CUT).any()):  # none once frozen
             sigma = batch_std(v, [0, 2])  # per head and dim, (1, H, 1, hd)
             v = v + noise * sigma * torch.randn_like(v)
         scores = q @ k.transpose(-2, -1) / (size ** 0.5 if isinstance(size, torch.Tensor) else math.sqrt(size))
