@@ -64,8 +64,9 @@ def _batch(kind: str, quick: bool):
             (torch.rand(size, frames, generator=g) > 0.6).float())
 
 
-def _step_fn(model: nn.Module, batch, *, controller=None, width_lr: float = 0.05):
-    """A closure running one training step of ``model`` (widths in their own group if it has any)."""
+def _step_fn(model: nn.Module, batch, *, controller=None, width_lr: float = 0.05, learning=lambda: True):
+    """A closure running one training step of ``model`` (widths in their own group if it has any); the
+    controller's penalty and dual step only while ``learning()`` (as :func:`softwidth.fit`)."""
     model.train()
     groups = sw.param_groups(model, width_lr=width_lr) if width_modules(model) else model.parameters()
     optimizer = torch.optim.Adam(groups, lr=3e-3)
@@ -73,12 +74,13 @@ def _step_fn(model: nn.Module, batch, *, controller=None, width_lr: float = 0.05
 
     def step():
         loss = F.binary_cross_entropy_with_logits(model(power), labels)
-        if controller is not None:
+        active = controller is not None and learning()
+        if active:
             loss = loss + controller.penalty()
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         optimizer.step()
-        if controller is not None:
+        if active:
             sw.project_(model)
             controller.step()
 
@@ -96,19 +98,11 @@ def _run_mean(kind: str, batch, settings: Settings) -> dict:
         sw.profile(model, probe, seconds=seconds)
         controller = sw.BudgetController(model, target=0.5)
         scheduler = WidthScheduler(model, schedule, total_steps=steps, controller=controller)
-        optimizer = torch.optim.Adam(sw.param_groups(model, width_lr=0.05), lr=3e-3)
+        step = _step_fn(model, batch, controller=controller, learning=lambda s=scheduler: s.widths_learning)
         times = []
-        for _ in range(steps):  # as softwidth.fit: the penalty and the dual step only while widths learn
+        for _ in range(steps):
             start = time.perf_counter()
-            loss = F.binary_cross_entropy_with_logits(model(batch[0]), batch[1])
-            if scheduler.widths_learning:
-                loss = loss + controller.penalty()
-            optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            optimizer.step()
-            if scheduler.widths_learning:
-                sw.project_(model)
-                controller.step()
+            step()
             scheduler.step()
             times.append(time.perf_counter() - start)
         means.append(statistics.fmean(times))

@@ -11,7 +11,7 @@ import json
 from pathlib import Path
 
 from ..errors import SoftWidthError
-from ..experiments.cli import add_study_parser
+from ..experiments.cli import add_study_parser, read_results
 
 __all__ = ["add_antispoof_parser", "load_countermeasure", "save_countermeasure"]
 
@@ -91,11 +91,7 @@ def _evaluate(args: argparse.Namespace) -> None:
     from .report import write_report
 
     out = args.out or DEFAULT_OUT[args.quick]
-    try:
-        results = json.loads((out / "results.json").read_text())
-    except FileNotFoundError:
-        raise SoftWidthError(f"no finished anti-spoofing study in {out} (results.json missing); run "
-                             f"`softwidth antispoof train{' --quick' if args.quick else ''}` first") from None
+    results = read_results(out, "antispoof", "anti-spoofing", args.quick)
     print(json.dumps(write_report(results, out)["checks"], indent=2))
 
 

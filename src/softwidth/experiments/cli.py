@@ -4,10 +4,22 @@
 from __future__ import annotations
 
 import argparse
+import json
 from collections.abc import Callable
 from pathlib import Path
 
-__all__ = ["add_study_parser"]
+from ..errors import SoftWidthError
+
+__all__ = ["add_study_parser", "read_results"]
+
+
+def read_results(out: Path, name: str, label: str, quick: bool) -> dict:
+    """``out/results.json`` of a finished study, or :class:`SoftWidthError` saying which command writes it."""
+    try:
+        return json.loads((out / "results.json").read_text())
+    except FileNotFoundError:
+        raise SoftWidthError(f"no finished {label} study in {out} (results.json missing); run "
+                             f"`softwidth {name} train{' --quick' if quick else ''}` first") from None
 
 
 def add_study_parser(sub, name: str, *, help: str, train: Callable, train_help: str, quick_help: str,

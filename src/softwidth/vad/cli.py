@@ -10,7 +10,7 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import SoftWidthError
-from ..experiments.cli import add_study_parser
+from ..experiments.cli import add_study_parser, read_results
 
 __all__ = ["add_vad_parser"]
 
@@ -89,11 +89,7 @@ def _evaluate(args: argparse.Namespace) -> None:
     from .report import write_report
 
     out = args.out or DEFAULT_OUT[args.quick]
-    try:
-        results = json.loads((out / "results.json").read_text())
-    except FileNotFoundError:
-        raise SoftWidthError(f"no finished VAD study in {out} (results.json missing); run `softwidth vad train`"
-                             f"{' --quick' if args.quick else ''} first") from None
+    results = read_results(out, "vad", "VAD", args.quick)
     if "date" not in results:  # written before studies recorded their date: the day results.json was written
         import time
 
