@@ -65,7 +65,7 @@ class AntispoofStudyConfig:
     models: tuple[str, ...] = ("resnet", "lcnn")
     features: FeatureConfig = FEATURES
     sizes: dict = field(default_factory=lambda: {"resnet": {}, "lcnn": {}})
-    seeds: tuple[int, ...] = (0, 1, 2)
+    seeds: tuple[int, ...] = (0, 1, 2, 3, 4)
     targets: tuple[float, ...] = (0.25,)
     stage_models: tuple[str, ...] = ("resnet",)
     stage_weight: float = 1.0
