@@ -12,10 +12,14 @@ inputs and labels, one thread. Variants per model kind (CRNN, Transformer, ResNe
   widths in their own Adam group, projection and the controller's dual step after each step;
 - ``dynamic frozen``: the same after ``Width.freeze_()`` on every width (hard truncation, no penalty), the
   phase after the study's freeze point (70 % of its steps);
-- ``dynamic run (schedule mean)``: the mean step of a whole dynamic run: a fresh dynamic model trained for
-  ``RUN_STEPS`` steps under the study's schedule (:class:`~softwidth.schedule.WidthScheduler`: temperature
-  annealed, the budget enforced and every width frozen at 30 %), each step timed; the median over repeated
-  runs of their mean step time. What a training run costs per step, against the static model's.
+- ``dynamic run (schedule mean)``: the mean step of a whole dynamic run as :func:`softwidth.fit` trains it: a
+  fresh dynamic model trained for ``RUN_STEPS`` steps under the study's schedule
+  (:class:`~softwidth.schedule.WidthScheduler`: temperature annealed, the budget enforced and every width frozen
+  at 30 %), then :func:`softwidth.shrink.shrink` at the freeze (timed with the step it precedes) and the frozen
+  phase on the consolidated model; each step timed; the median over repeated runs of their mean step time. What
+  a training run costs per step, against the static model's;
+- ``dynamic run, masked frozen phase``: the same without the shrink (``FitConfig(shrink=False)``): the frozen
+  phase trains the masked full-size model.
 
 Target (issue 9): dynamic / static <= 1.15, judged for each phase and for the whole run.
 """
@@ -34,6 +38,7 @@ from softwidth.antispoof import models as cm
 from softwidth.antispoof.study import AS_SCHEDULE
 from softwidth.optim import width_modules
 from softwidth.schedule import WidthScheduler
+from softwidth.shrink import shrink
 from softwidth.vad import models as vad
 from softwidth.vad.study import VAD_SCHEDULE
 
@@ -64,12 +69,17 @@ def _batch(kind: str, quick: bool):
             (torch.rand(size, frames, generator=g) > 0.6).float())
 
 
-def _step_fn(model: nn.Module, batch, *, controller=None, width_lr: float = 0.05, learning=lambda: True):
-    """A closure running one training step of ``model`` (widths in their own group if it has any); the
+def _optimizer(model: nn.Module, width_lr: float = 0.05) -> torch.optim.Adam:
+    """Adam at lr 3e-3, widths (if any) in their own groups."""
+    groups = sw.param_groups(model, width_lr=width_lr) if width_modules(model) else model.parameters()
+    return torch.optim.Adam(groups, lr=3e-3)
+
+
+def _step_fn(model: nn.Module, batch, *, optimizer=None, controller=None, learning=lambda: True):
+    """A closure running one training step of ``model`` (``optimizer`` default: :func:`_optimizer`); the
     controller's penalty and dual step only while ``learning()`` (as :func:`softwidth.fit`)."""
     model.train()
-    groups = sw.param_groups(model, width_lr=width_lr) if width_modules(model) else model.parameters()
-    optimizer = torch.optim.Adam(groups, lr=3e-3)
+    optimizer = optimizer if optimizer is not None else _optimizer(model)
     power, labels = batch
 
     def step():
@@ -87,8 +97,9 @@ def _step_fn(model: nn.Module, batch, *, controller=None, width_lr: float = 0.05
     return step
 
 
-def _run_mean(kind: str, batch, settings: Settings) -> dict:
-    """Median over repeated whole dynamic runs (``RUN_STEPS`` steps, the study's schedule) of their mean step."""
+def _run_mean(kind: str, batch, settings: Settings, *, shrinking: bool = True) -> dict:
+    """Median over repeated whole dynamic runs (``RUN_STEPS`` steps, the study's schedule) of their mean step;
+    ``shrinking``: train the consolidated model from the freeze on, as :func:`softwidth.fit` does."""
     build, probe, seconds, schedule = _builder(kind)
     steps = 6 if settings.quick else RUN_STEPS
     means = []
@@ -98,10 +109,16 @@ def _run_mean(kind: str, batch, settings: Settings) -> dict:
         sw.profile(model, probe, seconds=seconds)
         controller = sw.BudgetController(model, target=0.5)
         scheduler = WidthScheduler(model, schedule, total_steps=steps, controller=controller)
-        step = _step_fn(model, batch, controller=controller, learning=lambda s=scheduler: s.widths_learning)
+        optimizer = _optimizer(model)
+        step = _step_fn(model, batch, optimizer=optimizer, controller=controller,
+                        learning=lambda s=scheduler: s.widths_learning)
+        shrunk = None
         times = []
         for _ in range(steps):
             start = time.perf_counter()
+            if shrinking and shrunk is None and scheduler.frozen:
+                shrunk = shrink(model, optimizer)
+                step = _step_fn(shrunk.model, batch, optimizer=shrunk.optimizer)
             step()
             scheduler.step()
             times.append(time.perf_counter() - start)
@@ -134,6 +151,7 @@ def run(settings: Settings) -> dict:
         batch = _batch(kind, settings.quick)
         times = {name: time_call(fn, settings) for name, fn in _variants(kind, batch).items()}
         times["dynamic run (schedule mean)"] = _run_mean(kind, batch, settings)
+        times["dynamic run, masked frozen phase"] = _run_mean(kind, batch, settings, shrinking=False)
         base = times["static"]["median_s"]
         for name, t in times.items():
             rows.append({"model": kind, "variant": name, "min_ms": 1e3 * t["min_s"], "median_ms": 1e3 * t["median_s"],
@@ -155,5 +173,8 @@ def run(settings: Settings) -> dict:
                     ["vs_stock", "median / stock"], ["calls", "timed calls"]],
         "rows": rows, "checks": checks,
         "notes": [("static = build_model(kind) with fixed widths (softwidth wrappers, no gates); stock = its "
-                   "consolidation into plain torch modules (for information; the target compares with static).")],
+                   "consolidation into plain torch modules (for information; the target compares with static)."),
+                  ("The whole run (budget 0.5, widths frozen at 30 % of its steps) trains the consolidated model "
+                   "after the freeze, as fit does by default; the masked row is FitConfig(shrink=False), for "
+                   "information.")],
     }

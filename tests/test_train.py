@@ -154,11 +154,11 @@ class _Interrupted:
             yield batch
 
 
-def _run(tmp_path, data, *, resume=False):
+def _run(tmp_path, data, *, resume=False, **options):
     model, widths = _model(seed=3)
     controller = BudgetController(model, target=0.4)
-    result = sw.fit(model, data, loss_fn=_mse, config=_config(), cost_term=controller, val_data=_data(1, seed=9),
-                    out_dir=tmp_path, resume=resume)
+    result = sw.fit(model, data, loss_fn=_mse, config=_config(**options), cost_term=controller,
+                    val_data=_data(1, seed=9), out_dir=tmp_path, resume=resume)
     return result, controller
 
 
@@ -184,6 +184,37 @@ def test_resume_gives_the_uninterrupted_run(tmp_path):
         assert torch.equal(p, q)
     with open(tmp_path / "cut" / "log.csv") as f, open(tmp_path / "full" / "log.csv") as g:
         assert f.read() == g.read()
+
+
+def test_after_the_freeze_fit_trains_the_consolidated_model(tmp_path, monkeypatch):
+    """FitConfig.shrink (default): from the freeze (step 4.8 of 16) on, the optimizer steps the consolidated
+    model; the run matches the masked one up to float rounding, and a resume inside the frozen phase is the
+    uninterrupted run bit for bit."""
+    schedule = Schedule(warmup=0.0, anneal_start=0.1, freeze=0.3)
+    stepped = []
+    original = torch.optim.Adam.step
+
+    def spy(self, *args, **kwargs):
+        stepped.append(sum(p.numel() for g in self.param_groups for p in g["params"]))
+        return original(self, *args, **kwargs)
+
+    monkeypatch.setattr(torch.optim.Adam, "step", spy)
+    data = _data()
+    full, _ = _run(tmp_path / "full", data, schedule=schedule)
+    assert len(stepped) == 16 and len(set(stepped[:5])) == 1
+    assert all(n == stepped[-1] < 0.6 * stepped[0] for n in stepped[5:])  # the consolidated model's weights
+    masked, _ = _run(tmp_path / "masked", data, schedule=schedule, shrink=False)
+    assert masked.widths == full.widths
+    x = torch.randn(32, 8, generator=torch.Generator().manual_seed(4))
+    torch.testing.assert_close(full.consolidated(x), masked.consolidated(x), atol=1e-4, rtol=1e-4)
+
+    with pytest.raises(KeyboardInterrupt):
+        _run(tmp_path / "cut", _Interrupted(data, stop=3), schedule=schedule)
+    resumed, _ = _run(tmp_path / "cut", data, resume=True, schedule=schedule)
+    expected, got = full.model.state_dict(), resumed.model.state_dict()
+    for key in expected:
+        assert torch.equal(expected[key], got[key]), key
+    assert resumed.history == full.history
 
 
 def test_resume_without_a_checkpoint_starts_fresh(tmp_path):
@@ -343,7 +374,8 @@ def test_width_learning_rate_follows_the_schedule(monkeypatch):
     monkeypatch.setattr(torch.optim.Adam, "step", spy)
     model, _ = _model()
     schedule = Schedule(warmup=0.0, anneal_start=0.25, freeze=0.75, width_lr_end=0.1)
-    sw.fit(model, _data(), loss_fn=_mse, config=_config(schedule=schedule),
+    # shrink=False: the frozen phase keeps the original optimizer, so the factor is seen to its end
+    sw.fit(model, _data(), loss_fn=_mse, config=_config(schedule=schedule, shrink=False),
            cost_term=CostPenalty(model, weight=0.5))
     factors = [f[0] for f in seen]
     assert all(len(f) == 2 and f[0] == f[1] for f in seen)  # one group per width, same factor

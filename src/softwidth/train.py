@@ -35,6 +35,7 @@ from .integrations.tensorboard import open_writer, write_row
 from .objective import model_cost
 from .optim import width_modules
 from .schedule import Schedule, WidthScheduler
+from .shrink import Shrunk, shrink
 
 __all__ = ["FitConfig", "FitResult", "evaluate", "fit"]
 
@@ -50,6 +51,10 @@ class FitConfig:
     ``width_lr``: Adam learning rate of each width as a fraction of its ``max_size`` per step (default: the
     width can cross its range ``width_travel`` times during the learning phase). ``finetune_epochs``:
     epochs of task-only training of the consolidated model after width learning (0 = none).
+    ``shrink``: once the schedule freezes the widths, train the consolidated model (the same function at the
+    chosen sizes, :mod:`softwidth.shrink`) instead of the masked full-size one, writing it back at the end of
+    every epoch; the frozen phase then costs what the small model costs. ``loss_fn`` must use the model it is
+    given. Falls back to the masked model, with a warning, where the model cannot be shrunk (e.g. tied weights).
     """
 
     epochs: int = 20
@@ -60,6 +65,7 @@ class FitConfig:
     schedule: Schedule = field(default_factory=Schedule)
     finetune_epochs: int = 0
     finetune_lr: float = 1e-3
+    shrink: bool = True
     progress: bool = True
 
     def __post_init__(self) -> None:
@@ -76,6 +82,8 @@ class FitConfig:
             value = getattr(self, name)
             if not is_number(value) or value <= 0:
                 raise SoftWidthError(f"FitConfig: {name} must be a finite number > 0, got {value!r}")
+        if not isinstance(self.shrink, bool):
+            raise SoftWidthError(f"FitConfig: shrink must be True or False, got {self.shrink!r}")
         if not isinstance(self.schedule, Schedule):
             raise SoftWidthError(f"FitConfig: schedule must be a Schedule, got {type(self.schedule).__name__}")
 
@@ -156,35 +164,43 @@ def fit(model: nn.Module, train_data: Iterable, *, loss_fn: LossFn, config: FitC
     distributed._replicate(model, steps_per_epoch=steps_per_epoch, start_epoch=start)
     board = open_writer(tensorboard, out) if main else None
     bar = tqdm(range(start, config.epochs), desc="fit", unit="epoch", disable=not config.progress or not main)
+    shrinking = config.shrink
     for epoch in bar:
         model.train()
         task_sum = 0.0
+        shrunk = None
         for batch in train_data:
+            if shrinking and shrunk is None and scheduler.frozen:
+                shrunk, shrinking = _shrink(model, optimizer)
+            net, opt = (shrunk.model, shrunk.optimizer) if shrunk is not None else (model, optimizer)
             at = f"epoch {epoch + 1}, step {scheduler.steps}"
             try:
-                task = loss_fn(model, batch)
+                task = loss_fn(net, batch)
                 loss = task + cost_term.penalty() if cost_term is not None and scheduler.widths_learning else task
             except SoftWidthError as err:  # e.g. NaN features reaching a layer, a diverged width: say when
-                report = replace(locate_nonfinite(model, lambda: loss_fn(model, batch)), error="")  # NaN origin
+                report = replace(locate_nonfinite(net, lambda: loss_fn(net, batch)), error="")  # NaN origin
                 origin = f"; {report}" if report.module is not None or report.tensors else ""
                 raise SoftWidthError(f"fit: at {at}: {err}{origin}") from None
             _check_loss(loss, at)
             if not torch.isfinite(loss):
-                where = _nonfinite(model, loss_fn, batch, task)
+                where = _nonfinite(net, loss_fn, batch, task)
                 raise SoftWidthError(f"fit: loss became {float(loss)} at {at}; {where}")
-            optimizer.zero_grad(set_to_none=True)
+            opt.zero_grad(set_to_none=True)
             loss.backward()
-            distributed.average_gradients(model)  # torchrun: every rank takes the same step
-            bad = nonfinite_tensors(model, grads=True)
+            distributed.average_gradients(net)  # torchrun: every rank takes the same step
+            bad = nonfinite_tensors(net, grads=True)
             if bad:  # refuse the step, so NaN never enters a weight or a width
                 raise SoftWidthError(f"fit: non-finite gradient at {at} in {', '.join(bad[:5])}; the step was not "
                                      "taken (lower the learning rate, check the loss for log(0), sqrt(0), x/0)")
-            optimizer.step()
+            opt.step()
             if cost_term is not None and scheduler.widths_learning:
                 cost_term.step()
             scheduler.step()
             _scale_width_lr(optimizer, config.schedule.width_lr_factor(scheduler.progress))
             task_sum += float(task.detach())
+        if shrunk is not None:  # logs, checkpoints and the next epoch see the dynamic model
+            check_finite(shrunk.model, where=f"fit: after epoch {epoch + 1}")
+            shrunk.restore()
         check_finite(model, where=f"fit: after epoch {epoch + 1}")  # never log, save or consolidate a NaN model
         row = {"epoch": epoch + 1, "train_task": distributed._mean(task_sum / steps_per_epoch)}
         if val_data is not None:
@@ -210,6 +226,16 @@ def fit(model: nn.Module, train_data: Iterable, *, loss_fn: LossFn, config: FitC
     if out is not None and main:
         save_consolidated(plain, out / "consolidated", widths=widths(model))
     return FitResult(model=model, consolidated=plain, history=history, widths=widths(model))
+
+
+def _shrink(model: nn.Module, optimizer: torch.optim.Optimizer) -> tuple[Shrunk | None, bool]:
+    """``(shrunk, keep trying)``: the consolidated model and its optimizer, or ``None`` (warned once) where the
+    model cannot be shrunk."""
+    try:
+        return shrink(model, optimizer), True
+    except SoftWidthError as err:
+        warnings.warn(f"{err}; the frozen phase trains the masked full-size model", stacklevel=3)
+        return None, False
 
 
 def _check_arguments(model, loss_fn, config, cost_term, out_dir) -> None:
