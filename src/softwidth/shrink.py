@@ -173,7 +173,7 @@ def _provenance(model: nn.Module, plain: nn.Module):
     except (RuntimeError, TypeError, ValueError) as err:
         raise SoftWidthError(f"shrink: cannot trace the consolidation: {err}") from None
     starts = torch.tensor(offsets, dtype=torch.int64)
-    used: set[int] = set()
+    used: list[torch.Tensor] = []
 
     def trace(codes: torch.Tensor, target: torch.Tensor, what: str, strict: bool) -> list[_Source] | None:
         flat = codes.detach().reshape(-1).cpu()
@@ -196,9 +196,7 @@ def _provenance(model: nn.Module, plain: nn.Module):
                 raise SoftWidthError(f"shrink: the consolidated {what} does not come from the dynamic model")
             out.append(_Source(sources[k], local.to(sources[k].device), positions.to(target.device)))
         if strict:
-            if flat.unique().numel() != flat.numel() or used & set(flat.tolist()):
-                raise SoftWidthError(f"shrink: the consolidated {what} copies a weight twice (tied weights)")
-            used.update(flat.tolist())
+            used.append(flat)
         return out
 
     total = int(starts[-1]) + sources[-1].numel() if sources else BASE
@@ -206,6 +204,10 @@ def _provenance(model: nn.Module, plain: nn.Module):
     if traced_params.keys() != plain_params.keys():
         raise SoftWidthError("shrink: consolidating a copy gave another structure")
     params = [(p, trace(traced_params[n], p, f"parameter {n!r}", strict=True)) for n, p in plain_params.items()]
+    every = torch.cat(used) if used else torch.zeros(0, dtype=torch.int64)
+    if torch.unique(every).numel() != every.numel():
+        raise SoftWidthError("shrink: the consolidation copies a weight twice (tied weights); the copies would "
+                             "train apart")
     traced_buffers = dict(traced.named_buffers())
     buffers = []
     for name, b in plain.named_buffers():
