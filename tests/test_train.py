@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+import warnings
 
 import pytest
 import torch
@@ -215,6 +216,14 @@ def test_after_the_freeze_fit_trains_the_consolidated_model(tmp_path, monkeypatc
     for key in expected:
         assert torch.equal(expected[key], got[key]), key
     assert resumed.history == full.history
+
+
+def test_a_model_without_widths_trains_past_the_freeze_without_a_warning():
+    model = nn.Sequential(nn.Linear(8, 4), nn.ReLU(), nn.Linear(4, 1))
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # nothing to shrink is not worth a warning
+        result = sw.fit(model, _data(), loss_fn=_mse, config=_config(schedule=Schedule(warmup=0.0, anneal_start=0.1, freeze=0.3)))
+    assert result.widths == {}
 
 
 def test_resume_without_a_checkpoint_starts_fresh(tmp_path):

@@ -164,7 +164,7 @@ def fit(model: nn.Module, train_data: Iterable, *, loss_fn: LossFn, config: FitC
     distributed._replicate(model, steps_per_epoch=steps_per_epoch, start_epoch=start)
     board = open_writer(tensorboard, out) if main else None
     bar = tqdm(range(start, config.epochs), desc="fit", unit="epoch", disable=not config.progress or not main)
-    shrinking = config.shrink
+    shrinking = config.shrink and bool(width_modules(model))  # a model without widths has nothing to shrink
     for epoch in bar:
         model.train()
         task_sum = 0.0
