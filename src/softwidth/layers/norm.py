@@ -1,8 +1,8 @@
 """Width-aware normalisation: ``nn.BatchNorm1d/2d`` over dynamic channels, ``nn.LayerNorm`` over a dynamic
 last axis. Both gate their output with the width they normalise (a norm maps a dropped, zero feature to its
 bias, so the drop must be re-applied after it): the truncation in eval mode, a fresh noise mix in train mode
-(docs/method.md, "One noise mix per layer": the envelope-only :meth:`~softwidth.layout.Layout.regate` was
-measured and lost)."""
+(docs/method.md, point 7: the envelope-only :meth:`~softwidth.layout.Layout.regate` was measured and
+lost)."""
 
 from __future__ import annotations
 
