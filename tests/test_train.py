@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+import math
 import warnings
 
 import pytest
@@ -163,16 +164,17 @@ def _run(tmp_path, data, *, resume=False, **options):
     return result, controller
 
 
-def test_resume_gives_the_uninterrupted_run(tmp_path):
+@pytest.mark.parametrize("lr_decay", ["constant", "cosine"])
+def test_resume_gives_the_uninterrupted_run(tmp_path, lr_decay):
     """Checkpoint after epoch 2 (weights, Adam, schedule, multiplier, RNG), resume: bit-identical result.
     The run crosses the anneal start (step 9.6) and the freeze (step 13.6) after the interruption."""
     data = _data()
-    full, full_controller = _run(tmp_path / "full", data)
+    full, full_controller = _run(tmp_path / "full", data, lr_decay=lr_decay)
 
     with pytest.raises(KeyboardInterrupt):
-        _run(tmp_path / "cut", _Interrupted(data, stop=3))
+        _run(tmp_path / "cut", _Interrupted(data, stop=3), lr_decay=lr_decay)
     assert torch.load(tmp_path / "cut" / "checkpoint.pt", weights_only=True)["epoch"] == 2
-    resumed, resumed_controller = _run(tmp_path / "cut", data, resume=True)
+    resumed, resumed_controller = _run(tmp_path / "cut", data, resume=True, lr_decay=lr_decay)
 
     assert resumed.widths == full.widths
     expected, got = full.model.state_dict(), resumed.model.state_dict()
@@ -297,6 +299,8 @@ def test_finetune_changes_weights_and_lowers_the_loss():
     ({"lr": "fast"}, "lr must be a finite number > 0"),
     ({"finetune_lr": float("inf")}, "finetune_lr must be a finite number > 0"),
     ({"width_travel": 0}, "width_travel must be a finite number > 0"),
+    ({"lr_decay": "linear"}, "lr_decay must be one of constant, cosine"),
+    ({"lr_decay": None}, "lr_decay must be one of constant, cosine"),
 ])
 def test_fit_config_validation(options, rule):
     with pytest.raises(SoftWidthError, match=f"FitConfig: {rule}"):
@@ -390,3 +394,29 @@ def test_width_learning_rate_follows_the_schedule(monkeypatch):
     assert all(len(f) == 2 and f[0] == f[1] for f in seen)  # one group per width, same factor
     assert factors[0] == 1.0 and min(factors) == pytest.approx(0.1)
     assert all(b <= a + 1e-12 for a, b in zip(factors, factors[1:]))
+
+
+@pytest.mark.parametrize("lr_decay", ["constant", "cosine"])
+def test_weights_learning_rate_follows_lr_decay(monkeypatch, lr_decay):
+    """Every step (the small model's after the freeze included) uses lr * decay(step / total) for the weights;
+    the widths' groups keep their own schedule."""
+    seen = []
+    original = torch.optim.Adam.step
+
+    def spy(self, *args, **kwargs):
+        seen.append(([g["lr"] for g in self.param_groups if "width" not in g],
+                     [g["lr"] / g["base_lr"] for g in self.param_groups if "width" in g and g["params"]]))
+        return original(self, *args, **kwargs)
+
+    monkeypatch.setattr(torch.optim.Adam, "step", spy)
+    model, _ = _model()
+    schedule = Schedule(warmup=0.0, anneal_start=0.25, freeze=0.75, width_lr_end=0.1)
+    sw.fit(model, _data(), loss_fn=_mse, config=_config(schedule=schedule, lr_decay=lr_decay),
+           cost_term=CostPenalty(model, weight=0.5))
+    total = EPOCHS * len(_data())
+    assert len(seen) == total
+    for step, (weights, width) in enumerate(seen):
+        factor = 0.5 * (1 + math.cos(math.pi * step / total)) if lr_decay == "cosine" else 1.0
+        assert weights == [pytest.approx(1e-2 * factor, rel=1e-12)], step
+        if step < 0.75 * total:  # widths learn: their factor comes from the schedule alone
+            assert width and all(f == pytest.approx(schedule.width_lr_factor(step / total)) for f in width)

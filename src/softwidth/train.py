@@ -15,6 +15,7 @@ checkpoint that smuggles code (a pickle with arbitrary globals) is refused, neve
 from __future__ import annotations
 
 import csv
+import math
 import os
 import pickle
 import warnings
@@ -40,6 +41,7 @@ from .shrink import Shrunk, shrink
 __all__ = ["FitConfig", "FitResult", "evaluate", "fit"]
 
 CHECKPOINT, PREVIOUS, TEMPORARY = "checkpoint.pt", "checkpoint.prev.pt", "checkpoint.tmp"
+LR_DECAYS = ("constant", "cosine")
 
 LossFn = Callable[[nn.Module, object], torch.Tensor]
 
@@ -55,6 +57,9 @@ class FitConfig:
     chosen sizes, :mod:`softwidth.shrink`) instead of the masked full-size one, writing it back at the end of
     every epoch; the frozen phase then costs what the small model costs. ``loss_fn`` must use the model it is
     given. Falls back to the masked model, with a warning, where the model cannot be shrunk (e.g. tied weights).
+    ``lr_decay``: the weights' learning rate over the run: ``"constant"`` (``lr`` throughout) or ``"cosine"``
+    (half a cosine from ``lr`` at the first step to 0 after the last, as in SGDR without restarts); the
+    widths' own rate follows the schedule either way. ``finetune_lr`` stays constant.
     """
 
     epochs: int = 20
@@ -66,6 +71,7 @@ class FitConfig:
     finetune_epochs: int = 0
     finetune_lr: float = 1e-3
     shrink: bool = True
+    lr_decay: str = "constant"
     progress: bool = True
 
     def __post_init__(self) -> None:
@@ -82,6 +88,8 @@ class FitConfig:
             value = getattr(self, name)
             if not is_number(value) or value <= 0:
                 raise SoftWidthError(f"FitConfig: {name} must be a finite number > 0, got {value!r}")
+        if self.lr_decay not in LR_DECAYS:
+            raise SoftWidthError(f"FitConfig: lr_decay must be one of {', '.join(LR_DECAYS)}, got {self.lr_decay!r}")
         if not isinstance(self.shrink, bool):
             raise SoftWidthError(f"FitConfig: shrink must be True or False, got {self.shrink!r}")
         if not isinstance(self.schedule, Schedule):
@@ -186,6 +194,7 @@ def fit(model: nn.Module, train_data: Iterable, *, loss_fn: LossFn, config: FitC
                 where = _nonfinite(net, loss_fn, batch, task)
                 raise SoftWidthError(f"fit: loss became {float(loss)} at {at}; {where}")
             opt.zero_grad(set_to_none=True)
+            _set_weight_lr(opt, config, scheduler.progress)
             loss.backward()
             distributed.average_gradients(net)  # torchrun: every rank takes the same step
             bad = nonfinite_tensors(net, grads=True)
@@ -279,6 +288,21 @@ def _groups(model: nn.Module, config: FitConfig, total_steps: int) -> list[dict]
         groups.append({"params": [w.value], "lr": rel * w.max_size, "base_lr": rel * w.max_size,
                        "weight_decay": 0.0, "width": w.label})
     return groups
+
+
+def _weight_lr(config: FitConfig, progress: float) -> float:
+    """The weights' learning rate at ``progress`` (fraction of the run's steps done) under ``config.lr_decay``."""
+    if config.lr_decay == "cosine":
+        return config.lr * 0.5 * (1.0 + math.cos(math.pi * min(1.0, max(0.0, progress))))
+    return config.lr
+
+
+def _set_weight_lr(optimizer: torch.optim.Optimizer, config: FitConfig, progress: float) -> None:
+    """Set every non-width group's rate (computed from the progress, so a resumed run takes the same steps)."""
+    lr = _weight_lr(config, progress)
+    for group in optimizer.param_groups:
+        if "width" not in group:
+            group["lr"] = lr
 
 
 def _scale_width_lr(optimizer: torch.optim.Optimizer, factor: float) -> None:

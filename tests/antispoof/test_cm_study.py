@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import csv
 import json
-from dataclasses import replace
+from dataclasses import asdict, replace
 
 import numpy as np
 import pytest
@@ -14,14 +14,17 @@ from softwidth.antispoof.cli import load_countermeasure
 from softwidth.antispoof.data import ClipBatches, load_split
 from softwidth.antispoof.evaluate import breakdown
 from softwidth.antispoof.study import (
+    TRAINING_FIELDS,
     AntispoofStudyConfig,
     _key,
+    config_from_results,
     plan,
     plan_phase2,
     run_study,
 )
 from softwidth.cli import main
 from softwidth.errors import SoftWidthError
+from softwidth.experiments.runs import run_key
 
 SR, SECONDS = 16000, 1.0
 SYSTEMS = {"train": [("a", False), ("b", False)], "val": [("a", False), ("b", False)],
@@ -113,6 +116,19 @@ def test_phase2_pairs_each_relative_dynamic_run_with_fixed_and_pruned_runs():
     # finetune_steps changes the key of pruned runs only (stored runs of the other kinds stay valid)
     other = replace(config, finetune_steps=7)
     assert _key(tasks[1], config) != _key(tasks[1], other) and _key(tasks[0], config) == _key(tasks[0], other)
+
+
+def test_lr_decay_keys_runs_and_old_results_read_as_constant_rate():
+    config = AntispoofStudyConfig(corpus="x")
+    constant = replace(config, lr_decay="constant")
+    task = plan(config)[0]
+    # a constant-rate run keeps the key it had before the field existed; a cosine run gets its own
+    assert _key(task, constant) == run_key(task, {name: asdict(constant)[name] for name in TRAINING_FIELDS})
+    assert _key(task, config) != _key(task, constant)
+    raw = json.loads(json.dumps(asdict(config)))
+    assert config_from_results({"config": raw}) == config
+    del raw["lr_decay"]  # results.json written before the field
+    assert config_from_results({"config": raw}).lr_decay == "constant"
 
 
 def test_study_runs_reports_resumes_and_scores(corpus, tmp_path, capsys):

@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import json
+from dataclasses import asdict, replace
 
 import pytest
 
 from softwidth.errors import SoftWidthError
 from softwidth.vad.store import load_vad
-from softwidth.vad.study import VadStudyConfig, model_cost, plan, run_study
+from softwidth.experiments.runs import run_key
+from softwidth.vad.study import TRAINING_FIELDS, VadStudyConfig, _key, config_from_results, model_cost, plan, run_study
 
 SIZES = {"crnn": {"conv1": 8, "conv2": 8, "hidden": 8, "bands": 24},
          "transformer": {"bands": 16, "ff1": 16, "ff2": 16}}
@@ -30,6 +32,19 @@ def test_plan_lists_baselines_dynamic_band_and_budget_runs():
     assert kinds.count(("crnn", "baseline")) == 2 and kinds.count(("crnn", "dynamic")) == 2 * 3 + 1
     assert kinds.count(("transformer", "dynamic")) == 2 * 3  # no absolute budget below its attention's cost
     assert ("crnn", "bands") in kinds
+
+
+def test_lr_decay_keys_runs_and_old_results_read_as_constant_rate():
+    config = VadStudyConfig(corpus="x")
+    constant = replace(config, lr_decay="constant")
+    task = plan(config)[0]
+    # a constant-rate run keeps the key it had before the field existed; a cosine run gets its own
+    assert _key(task, constant) == run_key(task, {name: asdict(constant)[name] for name in TRAINING_FIELDS})
+    assert _key(task, config) != _key(task, constant)
+    raw = json.loads(json.dumps(asdict(config)))
+    assert config_from_results({"config": raw}) == config
+    del raw["lr_decay"]  # results.json written before the field
+    assert config_from_results({"config": raw}).lr_decay == "constant"
 
 
 def test_micro_study_writes_results_tables_plots_and_resumes(tmp_path, corpus):

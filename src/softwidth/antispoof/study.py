@@ -76,6 +76,7 @@ class AntispoofStudyConfig:
     finetune_steps: int = 200
     kappa_min: float = 1 / 8
     schedule: Schedule = field(default_factory=lambda: AS_SCHEDULE)
+    lr_decay: str = "cosine"
     workers: int = 2
 
     @classmethod
@@ -92,6 +93,8 @@ def _key(task: dict, config: AntispoofStudyConfig) -> str:
     settings = {name: asdict(config)[name] for name in TRAINING_FIELDS}
     if task["kind"] == "prune":  # only pruned runs depend on it: the other runs' keys (stored results) stay valid
         settings["finetune_steps"] = config.finetune_steps
+    if config.lr_decay != "constant":  # keys of runs trained before the field (constant rate) stay valid
+        settings["lr_decay"] = config.lr_decay
     return run_key(task, settings)
 
 
@@ -136,7 +139,8 @@ def _train(task: dict, config: AntispoofStudyConfig, train) -> tuple[nn.Module, 
     epochs = max(1, math.ceil(config.steps[kind] / len(batches)))
     batches.steps = min(len(batches), math.ceil(config.steps[kind] / epochs))
     result = fit(model, batches, loss_fn=_loss, cost_term=term,
-                 config=FitConfig(epochs=epochs, lr=config.lr, schedule=config.schedule, progress=False))
+                 config=FitConfig(epochs=epochs, lr=config.lr, schedule=config.schedule,
+                                   lr_decay=config.lr_decay, progress=False))
     chosen = {name: int(w["rounded"]) for name, w in result.widths.items()}
     return result.consolidated, {**model.sizes, **chosen}
 
@@ -230,5 +234,6 @@ def config_from_results(results: dict) -> AntispoofStudyConfig:
         raw[name] = tuple(raw[name])
     raw["features"] = FeatureConfig(**raw["features"])
     raw["schedule"] = Schedule(**raw["schedule"])
+    raw.setdefault("lr_decay", "constant")  # results written before the field trained at a constant rate
     known = {f.name for f in dataclasses.fields(AntispoofStudyConfig)}
     return replace(AntispoofStudyConfig(), **{k: v for k, v in raw.items() if k in known})

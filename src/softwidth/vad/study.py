@@ -72,6 +72,7 @@ class VadStudyConfig:
     finetune_steps: int = 200
     kappa_min: float = 1 / 16
     schedule: Schedule = field(default_factory=lambda: VAD_SCHEDULE)
+    lr_decay: str = "cosine"
     workers: int = 2
 
     @classmethod
@@ -99,7 +100,10 @@ TRAINING_FIELDS = ("corpus", "sizes", "steps", "epochs", "batch_size", "crop_fra
 
 def _key(task: dict, config: VadStudyConfig) -> str:
     """A run's storage key: the task and every setting that changes how it trains (not seeds/targets lists)."""
-    return run_key(task, {name: asdict(config)[name] for name in TRAINING_FIELDS})
+    settings = {name: asdict(config)[name] for name in TRAINING_FIELDS}
+    if config.lr_decay != "constant":  # keys of runs trained before the field (constant rate) stay valid
+        settings["lr_decay"] = config.lr_decay
+    return run_key(task, settings)
 
 
 def load_run_model(out: Path, task: dict, record: dict, config: VadStudyConfig) -> nn.Module:
@@ -125,7 +129,8 @@ def _train(task: dict, config: VadStudyConfig, splits) -> tuple[nn.Module, dict]
     batches = CropBatches(splits["train"], batch_size=config.batch_size, frames=config.crop_frames, seed=seed,
                           limit=max(1, steps // config.epochs))
     result = fit(model, batches, loss_fn=_loss, cost_term=term,
-                 config=FitConfig(epochs=config.epochs, lr=config.lr, schedule=config.schedule, progress=False))
+                 config=FitConfig(epochs=config.epochs, lr=config.lr, schedule=config.schedule,
+                                   lr_decay=config.lr_decay, progress=False))
     chosen = {name: int(w["rounded"]) for name, w in result.widths.items()}
     return result.consolidated, {**sizes, **chosen}
 
@@ -219,4 +224,5 @@ def config_from_results(results: dict) -> VadStudyConfig:
         raw[name] = tuple(raw[name])
     raw["band_targets"] = {k: tuple(v) for k, v in raw["band_targets"].items()}
     raw["schedule"] = Schedule(**raw["schedule"])
+    raw.setdefault("lr_decay", "constant")  # results written before the field trained at a constant rate
     return replace(VadStudyConfig(), **raw)
