@@ -1,7 +1,8 @@
 """``python -m benchmarks [--quick] [--only NAME ...] [--corpus DIR] [--out DIR] [--docs FILE]``.
 
 Runs the benchmarks (all by default) on one thread, writes ``<out>/<name>.json`` (default ``results/bench``)
-and regenerates ``<docs>`` (default ``docs/benchmarks.md``) from every JSON there. Exit status 0 even when a
+and regenerates ``<docs>`` (default ``docs/benchmarks.md``) and ``<out>/headline.md`` (the README's
+summary) from every JSON there. Exit status 0 even when a
 target is missed: a MISS is a result, reported in the JSON and the table.
 """
 
@@ -17,7 +18,7 @@ import torch
 
 from . import BENCHMARKS
 from ._common import Settings, write_result
-from .report import write_markdown
+from .report import headline, write_markdown
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -41,6 +42,7 @@ def main(argv: list[str] | None = None) -> int:
         path = write_result(args.out, name, module.run(settings), settings)
         print(f"{name}: {time.perf_counter() - start:.1f} s -> {path}", flush=True)
     write_markdown(args.out, args.docs, list(BENCHMARKS))
+    (args.out / "headline.md").write_text(headline(args.out, list(BENCHMARKS)))  # the README's block
     print(f"table: {args.docs}")
     return 0
 

@@ -3,9 +3,13 @@
 from __future__ import annotations
 
 import json
+import re
+from collections import defaultdict
 from pathlib import Path
 
-__all__ = ["write_markdown"]
+__all__ = ["headline", "write_markdown"]
+
+MODELS = re.compile(r"\b(crnn|transformer|resnet|lcnn)\b ?")
 
 HEADER = """# Benchmarks
 
@@ -70,3 +74,40 @@ def write_markdown(results_dir: Path, path: Path, order: list[str]) -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text("\n".join(parts))
     return path
+
+
+def _group(what: str) -> str:
+    """A check's kind: its name up to a ``:`` (when the part before it is not a ratio), without the model and the
+    budget: ``crnn batch 32 x 8 s, budget 0.5: ...`` and ``transformer batch 32 x 8 s, budget 0.25: ...`` are both
+    ``batch 32 x 8 s``."""
+    head = what.split(":")[0] if ":" in what and "/" not in what.split(":")[0] else what
+    return re.sub(r",? budget [\d.]+", "", MODELS.sub("", head)).strip()
+
+
+MEASURE = {"speedup": "speed-up / FLOP/s ratio ", "fidelity": "share of models exact ", "search": ""}
+
+
+def headline(results_dir: Path, order: list[str]) -> str:
+    """README lines: per benchmark its date and machine, and per kind of check the range of measured values and
+    how many met the target (a MISS is reported like a PASS)."""
+    lines = []
+    for name in order:
+        file = results_dir / f"{name}.json"
+        if not file.exists():
+            continue
+        result = json.loads(file.read_text())
+        env = result["environment"]
+        groups: dict[tuple[str, str], list[dict]] = defaultdict(list)
+        for check in result["checks"]:
+            groups[_group(check["what"]), check["target"]].append(check)
+        parts = []
+        for (kind, target), checks in groups.items():
+            values = [c["value"] for c in checks]
+            low, high = min(values), max(values)
+            span = f"{low:.3g}" if low == high else f"{low:.3g} to {high:.3g}"
+            parts.append(f"{kind}: {MEASURE.get(name, '')}{span} (target {target}: {sum(c['pass'] for c in checks)} of {len(checks)} met)")
+        parts += [n for n in result.get("notes", []) if n.startswith("FLOP/s vs latency") and ", all:" in n]
+        quick = " QUICK smoke run, not meaningful;" if env["quick"] else ""
+        lines.append(f"- **{name}** ({env['date']}, {env['machine']}, {env['cpus']} CPUs, {env['threads']} thread;"
+                     f"{quick} {result['title']}): " + ("; ".join(parts) or "no targets") + ".")
+    return "\n".join(lines) + "\n"

@@ -18,6 +18,8 @@ BLOCKS = {  # block name -> results file copied verbatim (headings demoted by on
     "vad-headline": "results/vad/headline.md",
     "vad-quick": "results/vad_quick/summary.md",
     "antispoof": "results/antispoof/summary.md",
+    "antispoof-headline": "results/antispoof/headline.md",
+    "bench-headline": "results/bench/headline.md",
 }
 DOCS = ("docs/results.md", "docs/method.md", "README.md")
 PATTERN = re.compile(r"(<!-- BEGIN generated:([\w-]+) -->\n)(.*?)(<!-- END generated:\2 -->)", flags=re.DOTALL)

@@ -122,3 +122,21 @@ def test_only_runs_the_named_benchmark(tmp_path):
     assert done.returncode == 0, done.stderr[-2000:]
     assert sorted(p.name for p in tmp_path.glob("*.json")) == ["search.json"]
     assert "Not run yet: `python -m benchmarks --only overhead`" in (tmp_path / "b.md").read_text()
+
+
+def test_headline_gives_every_benchmark_its_machine_and_counts_each_kind_of_check(quick_run):
+    out, _, _ = quick_run
+    text = (out / "headline.md").read_text()
+    lines = text.splitlines()
+    assert [line.split("**")[1] for line in lines] == list(NAMES)
+    for name, line in zip(NAMES, lines):
+        env = _load(out, name)["environment"]
+        assert env["date"] in line and env["machine"] in line and "QUICK smoke run" in line
+    overhead = _load(out, "overhead")["checks"]
+    met = sum(c["pass"] for c in overhead if c["what"].split(" ", 1)[1].startswith("dynamic noisy"))
+    assert "dynamic noisy / static step time (median): " in lines[0]
+    assert f"(target <= 1.15: {met} of 3 met)" in lines[0].split("dynamic frozen")[0]
+    speedup = _load(out, "speedup")["checks"]
+    streams = [c for c in speedup if "stream 10 ms pushes" in c["what"]]
+    assert "stream 10 ms pushes: speed-up / FLOP/s ratio" in lines[1]
+    assert f"{sum(c['pass'] for c in streams)} of {len(streams)} met" in lines[1].split("stream 10 ms pushes")[1]

@@ -158,6 +158,12 @@ def test_study_runs_reports_resumes_and_scores(corpus, tmp_path, capsys):
     assert {t["run"] for t in summary["table"] if t["model"] == "lcnn"} >= {"prune 0.5", "fixed 0.5"}
     assert (out / "eer_vs_cost.png").stat().st_size > 0 and "| resnet | stage B0 |" in (out / "summary.md").read_text()
     assert "| lcnn | prune 0.5 |" in (out / "summary.md").read_text()
+    head = (out / "headline.md").read_text()
+    assert results["date"] in head and "- resnet: full model" in head and "- lcnn: full model" in head
+    dynamic = next(t for t in summary["table"] if t["model"] == "resnet" and t["run"] == "dynamic 0.5")
+    assert f"{dynamic['eer']['mean']:.2f}" in head.split("- resnet")[1] and "same sizes fixed" in head
+    budgets = [c for n, c in summary["checks"].items() if n.endswith("of its budget")]
+    assert f"{sum(c['passed'] for c in budgets)} of {len(budgets)} dynamic runs within 3 %" in head
     stamps = {p.name: p.stat().st_mtime_ns for p in (out / "runs").glob("*.pt")}
     run_study(config, out, progress=False)  # resumes: nothing retrained
     assert {p.name: p.stat().st_mtime_ns for p in (out / "runs").glob("*.pt")} == stamps

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import numpy as np
 
-__all__ = ["summarise", "write_report"]
+__all__ = ["headline", "summarise", "write_report"]
 
 
 def _stats(values: list[float]) -> dict | None:
@@ -181,8 +181,40 @@ def paper_markdown(summary: dict, csv_path: str | Path) -> str:
     return "\n".join(lines) + "\n"
 
 
+def headline(summary: dict, results: dict) -> str:
+    """A few lines for the README: each model's all-stage dynamic runs against its full model and the same-size
+    baselines (pooled test EER, mean ± std over seeds), and whether the budgets landed."""
+    env = results.get("environment", {})
+    rows = {(t["model"], t["run"]): t for t in summary["table"]}
+    lines = [f"Anti-spoofing study of {results.get('date', '?')} ({env.get('cpus', '?')} CPU cores, torch "
+             f"{env.get('torch', '?')}; pooled test EER in %, mean ± std over seeds; unseen attacks separately):", ""]
+    for model in results["full_cost"]:
+        base = rows.get((model, "baseline"))
+        if base is None:
+            continue
+        parts = []
+        for t in summary["table"]:
+            if t["model"] != model or not t["run"].startswith("dynamic ") or "MFLOP" in t["run"]:
+                continue
+            target = t["run"].removeprefix("dynamic ")
+            others = ", ".join(f"{v} {_fmt(rows[model, f'{v} {target}']['eer'])}" for v in ("fixed", "prune")
+                               if (model, f"{v} {target}") in rows)
+            parts.append(f"dynamic at {t['flops_ratio']['mean']:.1%} of the FLOP/s and {t['params_ratio']['mean']:.1%} "
+                         f"of the parameters: {_fmt(t['eer'])} (unseen {_fmt(t['eer_unseen'])})"
+                         + (f"; same sizes {others}" if others else ""))
+        lines.append(f"- {model}: full model {base['mflops']['mean']:.1f} MFLOP/s, EER {_fmt(base['eer'])} (unseen "
+                     f"{_fmt(base['eer_unseen'])}); " + "; ".join(parts) + ".")
+    budgets = [c for name, c in summary["checks"].items() if name.endswith("within 3 % of its budget")]
+    if budgets:
+        worst = max(abs(c["relative_error"]) for c in budgets)
+        lines.append(f"- budgets: {sum(c['passed'] for c in budgets)} of {len(budgets)} dynamic runs within 3 % of "
+                     f"their FLOP/s target (largest miss {worst:.2%}).")
+    return "\n".join(lines) + "\n"
+
+
 def write_report(results: dict, out: str | Path, *, paper_csv: str | Path | None = PAPER_CSV) -> dict:
-    """Write ``summary.json``, ``summary.md`` and ``eer_vs_cost.png`` to ``out``; returns the summary.
+    """Write ``summary.json``, ``summary.md``, ``headline.md`` and ``eer_vs_cost.png`` to ``out``; returns the
+    summary.
 
     ``paper_csv``: the paper's figures (``results/paper/paper_results.csv`` of a source checkout); the comparison
     with the paper is left out when the file is not there.
@@ -194,5 +226,6 @@ def write_report(results: dict, out: str | Path, *, paper_csv: str | Path | None
     if paper_csv is not None and Path(paper_csv).exists():
         text += "\n" + paper_markdown(summary, paper_csv)
     (out / "summary.md").write_text(text)
+    (out / "headline.md").write_text(headline(summary, results))
     plot(summary, out)
     return summary
