@@ -17,6 +17,8 @@ BLOCKS = {  # block name -> results file copied verbatim (headings demoted by on
     "vad": "results/vad/summary.md",
     "vad-headline": "results/vad/headline.md",
     "vad-quick": "results/vad_quick/summary.md",
+    "vad-pilot": "results/vad_pilots/schedule.md",
+    "vad-freeze30": "results/vad_pilots/study_freeze30/headline.md",
     "antispoof": "results/antispoof/summary.md",
     "antispoof-headline": "results/antispoof/headline.md",
     "bench-headline": "results/bench/headline.md",
