@@ -76,7 +76,7 @@ class AntispoofStudyConfig:
     finetune_steps: int = 200
     kappa_min: float = 1 / 8
     schedule: Schedule = field(default_factory=lambda: AS_SCHEDULE)
-    lr_decay: str = "cosine"
+    lr_decay: str = "constant"
     workers: int = 2
 
     @classmethod
