@@ -11,11 +11,12 @@ inputs and labels, one thread. Variants per model kind (CRNN, Transformer, ResNe
   schedule anneals it), loss + :class:`~softwidth.BudgetController` penalty (target 0.5),
   widths in their own Adam group, projection and the controller's dual step after each step;
 - ``dynamic frozen``: the same after ``Width.freeze_()`` on every width (hard truncation, no penalty), the
-  phase after the study's freeze point (``VAD_SCHEDULE.freeze``);
+  phase after the study's freeze point;
 - ``dynamic run (schedule mean)``: the mean step of a whole dynamic run as :func:`softwidth.fit` trains it: a
   fresh dynamic model trained for ``RUN_STEPS`` steps under the study's schedule
   (:class:`~softwidth.schedule.WidthScheduler`: temperature annealed, the budget enforced and every width frozen
-  at ``VAD_SCHEDULE.freeze``), then :func:`softwidth.shrink.shrink` at the freeze (timed with the step it precedes) and the frozen
+  at ``VAD_SCHEDULE.freeze`` or, for the countermeasure, ``AS_SCHEDULE.freeze``), then
+  :func:`softwidth.shrink.shrink` at the freeze (timed with the step it precedes) and the frozen
   phase on the consolidated model; each step timed; the median over repeated runs of their mean step time. What
   a training run costs per step, against the static model's;
 - ``dynamic run, masked frozen phase``: the same without the shrink (``FitConfig(shrink=False)``): the frozen
@@ -174,7 +175,8 @@ def run(settings: Settings) -> dict:
         "rows": rows, "checks": checks,
         "notes": [("static = build_model(kind) with fixed widths (softwidth wrappers, no gates); stock = its "
                    "consolidation into plain torch modules (for information; the target compares with static)."),
-                  (f"The whole run (budget 0.5, widths frozen at {VAD_SCHEDULE.freeze:.0%} of its steps) trains the "
+                  (f"The whole run (budget 0.5, widths frozen at {VAD_SCHEDULE.freeze:.0%} of its steps for the VAD "
+                   f"models and {AS_SCHEDULE.freeze:.0%} for the countermeasure, as in their studies) trains the "
                    "consolidated model after the freeze, as fit does by default; the masked row is "
                    "FitConfig(shrink=False), for information.")],
     }

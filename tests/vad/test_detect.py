@@ -48,5 +48,5 @@ def test_detect_finds_the_speech_segments_of_real_speech_within_100_ms(tiny_vad_
     errors = np.asarray(errors)
     print("boundary errors (s):", np.round(errors, 3), "spurious:", spurious)
     # most boundaries within 100 ms, none off by more than 200 ms, no detection outside the speech (measured with
-    # the shipped 1 MFLOP/s model: 11 of 12 boundaries within 100 ms, the worst 110 ms)
+    # the shipped 1 MFLOP/s model: 11 of 12 boundaries within 100 ms, the worst 105 ms)
     assert np.mean(errors <= 0.1 + 1e-9) >= 0.8 and errors.max() <= 0.2 and not spurious, (found, expected)
