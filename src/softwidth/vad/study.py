@@ -45,7 +45,7 @@ __all__ = ["FRAMES_PER_SECOND", "VadStudyConfig", "load_run_model", "model_cost"
 FRAMES_PER_SECOND = 100
 VAD_SCHEDULE = Schedule(warmup=0.0, anneal_start=0.015, freeze=0.05, ordering=0.0)
 """The study's width schedule: widths learn in the first 5 % of the steps, then the network trains at its final
-size. Chosen on the validation split (``scripts/vad_schedule_pilot.py``, 3 seeds, cosine rate; docs/results.md):
+size. Chosen on the validation split (``scripts/schedule_pilot.py vad``, 3 seeds, cosine rate; docs/results.md):
 freezing at 30 % left the dynamic models 1 (CRNN at half the FLOP/s) and 3.3 (Transformer at a quarter) EER points
 behind the same sizes trained from scratch; at 10 % and 5 % the gap closes, most at 5 %. The library default
 (freeze at 85 %, ordering pressure) was worse still in an earlier pilot."""
