@@ -21,6 +21,7 @@ BLOCKS = {  # block name -> results file copied verbatim (headings demoted by on
     "vad-freeze30": "results/vad_pilots/study_freeze30/headline.md",
     "antispoof": "results/antispoof/summary.md",
     "antispoof-headline": "results/antispoof/headline.md",
+    "antispoof-pilot": "results/antispoof_pilots/schedule.md",
     "bench-headline": "results/bench/headline.md",
 }
 DOCS = ("docs/results.md", "docs/method.md", "README.md")
