@@ -263,6 +263,27 @@ def test_interrupted_build_resumes_to_identical_bytes(tmp_path, sources, monkeyp
     assert _files(resumed) == _files(reference)
 
 
+def test_a_finished_build_is_not_planned_again_but_a_lost_summary_is_rewritten(tmp_path, sources, monkeypatch):
+    out = _build(tmp_path / "vad", sources)
+    reference = _files(out)
+    real_plan = vad_corpus._plan
+    planned = []
+
+    def counting_plan(*args, **kwargs):
+        planned.append(1)
+        return real_plan(*args, **kwargs)
+
+    monkeypatch.setattr(vad_corpus, "_plan", counting_plan)
+    _build(out, sources)  # complete: the speech is not labelled again
+    assert planned == [] and _files(out) == reference
+    (out / "summary.json").write_text("{not json")  # damaged, as by a disk error: the full pass writes it again
+    _build(out, sources)
+    assert planned == [1] and _files(out) == reference
+    (out / "summary.json").unlink()
+    _build(out, sources)
+    assert planned == [1, 1] and _files(out) == reference
+
+
 def test_items_are_independent_and_seeded(tmp_path, sources):
     a = _files(_build(tmp_path / "a", sources, size=VadCorpusSize("unit", 6, 2, 3)))
     b = _files(_build(tmp_path / "b", sources, size=VadCorpusSize("unit", 3, 2, 3)))

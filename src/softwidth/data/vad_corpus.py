@@ -359,10 +359,18 @@ def _size(size: str | VadCorpusSize) -> VadCorpusSize:
     return spec
 
 
+def _summary_readable(out: Path) -> bool:
+    try:
+        return read_json(out / "summary.json") is not None
+    except SoftWidthError:  # a damaged summary is rewritten by a full pass
+        return False
+
+
 def build_vad_corpus(out_dir: str | os.PathLike[str], *, size: str | VadCorpusSize = "tiny", seed: int = 0,
                      speech: str | Sequence[SpeechClip] | None = None, noise: str | Sequence[NoiseFile] | None = None,
                      progress: bool = True, cache_dir: str | os.PathLike[str] | None = None) -> Path:
-    """Build (or finish building) the VAD corpus in ``out_dir``; return ``out_dir``.
+    """Build (or finish building) the VAD corpus in ``out_dir``; return ``out_dir``. A finished build of the same
+    settings (every item and the summary written) returns at once, without labelling the speech again.
 
     Args:
         out_dir: the corpus folder (created); layout in the module docstring.
@@ -396,13 +404,15 @@ def build_vad_corpus(out_dir: str | os.PathLike[str], *, size: str | VadCorpusSi
     out.mkdir(parents=True, exist_ok=True)
     remove_stale_temps(out)
     write_json(out / ".items" / "config.json", config)
-    plan = _plan(clips, files, spec, seed, progress)
     items = [(s, k) for s in SPLITS for k in range(getattr(spec, s))]
     rows: dict[str, dict] = {}
     for s, k in items:
         row = _done(out, s, f"{s}-{k:05d}")
         if row is not None:
             rows[row["id"]] = row
+    if len(rows) == len(items) and _summary_readable(out):
+        return out  # a finished build of these settings (the summary is written last): nothing to redo
+    plan = _plan(clips, files, spec, seed, progress)
     with tqdm(total=len(items), initial=len(rows), desc=f"vad {spec.name}", unit="canvas",
               disable=not progress) as bar:
         for s, k in items:
