@@ -105,7 +105,8 @@ def headline(results_dir: Path, order: list[str]) -> str:
             values = [c["value"] for c in checks]
             low, high = min(values), max(values)
             span = f"{low:.3g}" if low == high else f"{low:.3g} to {high:.3g}"
-            parts.append(f"{kind}: {MEASURE.get(name, '')}{span} (target {target}: {sum(c['pass'] for c in checks)} of {len(checks)} met)")
+            met = sum(c["pass"] for c in checks)
+            parts.append(f"{kind}: {MEASURE.get(name, '')}{span} (target {target}: {met} of {len(checks)} met)")
         parts += [n for n in result.get("notes", []) if n.startswith("FLOP/s vs latency") and ", all:" in n]
         quick = " QUICK smoke run, not meaningful;" if env["quick"] else ""
         lines.append(f"- **{name}** ({env['date']}, {env['machine']}, {env['cpus']} CPUs, {env['threads']} thread;"

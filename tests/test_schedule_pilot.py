@@ -32,7 +32,8 @@ def test_report_reads_printed_lines_and_gives_mean_and_spread(tmp_path):
     lines.write_text("".join(json.dumps(r) + "\n" for r in rows))
     assert PILOT["read_rows"](lines) == rows
     PILOT["report"]("vad", rows, tmp_path / "out")
-    assert "| crnn | freeze 0.05 | 11.00 ± 1.41 | 10.00, 12.00 | 9/20; 9/20 |" in (tmp_path / "out" / "schedule.md").read_text()
+    text = (tmp_path / "out" / "schedule.md").read_text()
+    assert "| crnn | freeze 0.05 | 11.00 ± 1.41 | 10.00, 12.00 | 9/20; 9/20 |" in text
 
 
 @pytest.mark.parametrize("study, own", [("vad", VAD_SCHEDULE), ("antispoof", AS_SCHEDULE)])

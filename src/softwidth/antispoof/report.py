@@ -57,6 +57,12 @@ def summarise(results: dict) -> dict:
     return {"table": table, "checks": _checks(results, table)}
 
 
+def _same_size(rows: dict, model: str, run: str) -> dict[str, dict]:
+    """The fixed-size and L1-pruned rows at the sizes of the dynamic ``run`` (``"dynamic <target>"``), by kind."""
+    target = run.removeprefix("dynamic ")
+    return {v: rows[model, f"{v} {target}"] for v in ("fixed", "prune") if (model, f"{v} {target}") in rows}
+
+
 def _checks(results: dict, table: list[dict]) -> dict:
     rows = {(t["model"], t["run"]): t for t in table}
     checks: dict = {}
@@ -72,9 +78,7 @@ def _checks(results: dict, table: list[dict]) -> dict:
         for t in table:  # trained widths against the two baselines of the same sizes: from scratch and pruned
             if t["model"] != model or not t["run"].startswith("dynamic ") or "MFLOP" in t["run"]:
                 continue
-            target = t["run"].removeprefix("dynamic ")
-            others = {v: rows[(model, f"{v} {target}")]["eer"]["mean"] for v in ("fixed", "prune")
-                      if (model, f"{v} {target}") in rows}
+            others = {v: row["eer"]["mean"] for v, row in _same_size(rows, model, t["run"]).items()}
             if others:
                 checks[f"{model} {t['run']}: EER <= {' and '.join(others)} at the same sizes"] = {
                     "eer": t["eer"]["mean"], **{f"{v}_eer": e for v, e in others.items()},
@@ -196,9 +200,7 @@ def headline(summary: dict, results: dict) -> str:
         for t in summary["table"]:
             if t["model"] != model or not t["run"].startswith("dynamic ") or "MFLOP" in t["run"]:
                 continue
-            target = t["run"].removeprefix("dynamic ")
-            others = ", ".join(f"{v} {_fmt(rows[model, f'{v} {target}']['eer'])}" for v in ("fixed", "prune")
-                               if (model, f"{v} {target}") in rows)
+            others = ", ".join(f"{v} {_fmt(row['eer'])}" for v, row in _same_size(rows, model, t["run"]).items())
             parts.append(f"dynamic at {t['flops_ratio']['mean']:.1%} of the FLOP/s and {t['params_ratio']['mean']:.1%} "
                          f"of the parameters: {_fmt(t['eer'])} (unseen {_fmt(t['eer_unseen'])})"
                          + (f"; same sizes {others}" if others else ""))
