@@ -1,5 +1,7 @@
 """docs/api.md stays honest: every public name is documented in its module's section with its real
-parameters, every ``softwidth ...`` command parses with the real CLI parser, every Python block runs."""
+parameters, every ``softwidth ...`` command of the README and docs/*.md parses with the real CLI parser, every
+Python block runs. The commands are also executed, each with what it should produce checked, by
+test_doc_commands.py."""
 
 from __future__ import annotations
 
@@ -11,10 +13,10 @@ import shlex
 from pathlib import Path
 
 import pytest
+from doc_blocks import API, DOCS, bash_commands
 
 from softwidth.cli import build_parser
 
-API = Path(__file__).resolve().parents[1] / "docs" / "api.md"
 TEXT = API.read_text()
 
 # module -> names documented besides its __all__ (public helpers the CLI uses)
@@ -30,7 +32,6 @@ COVERED = {
                                           "peers", "pruning", "report", "timing")},
     **{f"softwidth.antispoof.{m}": () for m in ("models", "data", "evaluate", "study", "pruning", "report", "cli")},
 }
-PLACEHOLDER = "# docs: placeholder"  # a bash line ending in this marker is not parsed
 ENTRY = re.compile(r"^- `(\w+)\((.*?)\)`", flags=re.M)  # "- `name(params)` text" at the start of a bullet
 
 
@@ -105,18 +106,9 @@ def test_documented_signatures_match_the_code():
     assert not undocumented, f"no `name(signature)` entry in docs/api.md for: {undocumented}"
 
 
-DOCS = [API, API.parents[1] / "README.md", *sorted(API.parent.glob("*.md"))]
-
-
 def _bash_commands(texts=None) -> list[str]:
-    """Every ``softwidth ...`` line of the bash blocks of docs/api.md, or of ``texts``."""
-    lines = []
-    for block in re.findall(r"```bash\n(.*?)```", "\n".join(texts or [TEXT]), flags=re.S):
-        for line in block.splitlines():
-            line = line.strip()
-            if line.startswith("softwidth ") and not line.endswith(PLACEHOLDER):
-                lines.append(line)
-    return lines
+    """Every ``softwidth ...`` command of the bash blocks of docs/api.md, or of ``texts``."""
+    return [c for c in bash_commands(texts or [TEXT]) if c.startswith("softwidth ")]
 
 
 def test_doc_shows_every_cli_subcommand():
@@ -128,7 +120,7 @@ def test_doc_shows_every_cli_subcommand():
         assert any(s[: len(expected)] == expected for s in shown), f"no example of softwidth {' '.join(expected)}"
 
 
-@pytest.mark.parametrize("command", sorted(set(_bash_commands([p.read_text() for p in dict.fromkeys(DOCS)]))))
+@pytest.mark.parametrize("command", sorted(set(_bash_commands([p.read_text() for p in DOCS]))))
 def test_bash_commands_parse(command):
     """Every ``softwidth`` command in the README and docs/*.md parses with the real CLI."""
     argv = shlex.split(command, comments=True)[1:]

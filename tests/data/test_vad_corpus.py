@@ -310,16 +310,18 @@ def test_bad_arguments_raise(tmp_path, sources):
         label_agreement_with_silero(tmp_path / "nothing")
 
 
-def test_vctk_and_esc50_hooks(tmp_path):
+def vctk_and_esc50(root: Path) -> tuple[Path, Path]:
+    """Stand-ins for VCTK (5 speakers x 2 speech-like clips at 48 kHz) and ESC-50 (12 noise clips of 4
+    classes) in their own layouts under ``root``; returns their two folders (also test_doc_commands.py's)."""
     rng = np.random.default_rng(0)
-    vctk = tmp_path / "VCTK" / "wav48_silence_trimmed"
+    vctk = root / "VCTK" / "wav48_silence_trimmed"
     for spk in ("p225", "p226", "p227", "p228", "p229"):
         for i in (1, 2):
             path = vctk / spk / f"{spk}_00{i}_mic1.flac"
             path.parent.mkdir(parents=True, exist_ok=True)
             sf.write(path, _speechlike(rng, 1.2, 48000).astype(np.float32), 48000)
-    (tmp_path / "VCTK" / "txt").mkdir()
-    esc = tmp_path / "ESC-50"
+    (root / "VCTK" / "txt").mkdir()
+    esc = root / "ESC-50"
     (esc / "audio").mkdir(parents=True)
     lines = ["filename,fold,target,category,esc10,src_file,take"]
     classes = [(0, "dog"), (10, "rain"), (20, "crying_baby"), (30, "door_wood_knock")]
@@ -329,10 +331,15 @@ def test_vctk_and_esc50_hooks(tmp_path):
         lines.append(f"{name},{i % 5 + 1},{target},{category},False,{1000 + i},A")
     (esc / "meta").mkdir()
     (esc / "meta" / "esc50.csv").write_text("\n".join(lines) + "\n")
-    out = build_vad_corpus(tmp_path / "vad", size=VadCorpusSize("unit", 6, 2, 6), speech=f"vctk:{tmp_path / 'VCTK'}",
+    return root / "VCTK", esc
+
+
+def test_vctk_and_esc50_hooks(tmp_path):
+    vctk, esc = vctk_and_esc50(tmp_path)
+    out = build_vad_corpus(tmp_path / "vad", size=VadCorpusSize("unit", 6, 2, 6), speech=f"vctk:{vctk}",
                            noise=f"esc50:{esc}", progress=False)
     summary = json.loads((out / "summary.json").read_text())
-    assert summary["sources"] == {"speech": f"vctk:{tmp_path / 'VCTK'}", "noise": f"esc50:{esc}"}
+    assert summary["sources"] == {"speech": f"vctk:{vctk}", "noise": f"esc50:{esc}"}
     assert all(v.startswith("vctk:p22") for vs in summary["voices"].values() for v in vs)
     assert len(summary["held_out_noise_types"]) >= 2  # one ESC-50 class (a tenth of 4, at least 1) + clicks
     assert summary["checks"]["voices_disjoint"] and summary["checks"]["noise_files_disjoint"]
