@@ -119,9 +119,8 @@ def test_phase2_pairs_each_relative_dynamic_run_with_fixed_and_pruned_runs():
 
 
 def test_lr_decay_keys_runs_and_old_results_read_as_constant_rate():
-    constant = AntispoofStudyConfig(corpus="x")  # the default: the committed study's rate
-    assert constant.lr_decay == "constant"
-    config = replace(constant, lr_decay="cosine")
+    config = AntispoofStudyConfig(corpus="x")
+    constant = replace(config, lr_decay="constant")
     task = plan(config)[0]
     # a constant-rate run keeps the key it had before the field existed; a cosine run gets its own
     assert _key(task, constant) == run_key(task, {name: asdict(constant)[name] for name in TRAINING_FIELDS})
