@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import os
 import platform
+import statistics
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -14,7 +15,7 @@ from pathlib import Path
 import torch
 from torch.utils import benchmark
 
-__all__ = ["Settings", "environment", "time_call", "write_result"]
+__all__ = ["Settings", "environment", "time_call", "time_calls", "write_result"]
 
 SCHEMA = 1
 
@@ -45,6 +46,28 @@ def time_call(fn: Callable[[], object], settings: Settings) -> dict:
     m = timer.blocked_autorange(min_run_time=settings.min_run_time)
     return {"min_s": min(m.times), "median_s": m.median, "blocks": len(m.times),
             "calls": len(m.times) * m.number_per_run}
+
+
+def time_calls(fns: dict[str, Callable[[], object]], settings: Settings, rounds: int = 3) -> dict[str, dict]:
+    """:func:`time_call` for several callables compared with each other, interleaved: ``rounds`` rounds, each
+    timing every callable in turn (``settings.min_run_time`` seconds each), the blocks of all rounds pooled.
+
+    A ratio of two timings then sees the same drift of a shared machine (other jobs, clock changes) on both
+    sides instead of one side's minutes; ``min_s`` and ``median_s`` are over the pooled per-call block times.
+    """
+    for fn in fns.values():
+        for _ in range(settings.warmup):
+            fn()
+    times: dict[str, list[float]] = {name: [] for name in fns}
+    calls = dict.fromkeys(fns, 0)
+    for _ in range(1 if settings.quick else rounds):
+        for name, fn in fns.items():
+            timer = benchmark.Timer(stmt="fn()", globals={"fn": fn}, num_threads=torch.get_num_threads())
+            m = timer.blocked_autorange(min_run_time=settings.min_run_time)
+            times[name].extend(m.times)
+            calls[name] += len(m.times) * m.number_per_run
+    return {name: {"min_s": min(t), "median_s": statistics.median(t), "blocks": len(t), "calls": calls[name]}
+            for name, t in times.items()}
 
 
 def environment(settings: Settings) -> dict:

@@ -10,6 +10,8 @@ inputs and labels, one thread. Variants per model kind (CRNN, Transformer, ResNe
   gates at the study's starting ramp temperature (2 features: the widest noise window; it narrows as the
   schedule anneals it), loss + :class:`~softwidth.BudgetController` penalty (target 0.5),
   widths in their own Adam group, projection and the controller's dual step after each step;
+- ``noise draw alone``: ``torch.randn`` of as many numbers as one noisy step's gates draw (counted), the part
+  of the noisy phase's overhead that is the method's i.i.d. Gaussian noise itself;
 - ``dynamic frozen``: the same after ``Width.freeze_()`` on every width (hard truncation, no penalty), the
   phase after the study's freeze point;
 - ``dynamic run (schedule mean)``: the mean step of a whole dynamic run as :func:`softwidth.fit` trains it: a
@@ -43,7 +45,7 @@ from softwidth.shrink import shrink
 from softwidth.vad import models as vad
 from softwidth.vad.study import VAD_SCHEDULE
 
-from ._common import Settings, time_call
+from ._common import Settings, time_calls
 
 SIZES = {"crnn": {"conv1": 48, "conv2": 48, "hidden": 48}, "transformer": {"ff1": 128, "ff2": 128}, "resnet": {}}
 TARGET = 1.15
@@ -146,14 +148,37 @@ def _variants(kind: str, batch) -> dict:
             "dynamic frozen": _step_fn(frozen, batch)}
 
 
+def _noise_numbers(step) -> int:
+    """How many Gaussian numbers one call of ``step`` draws in the gates (counted on ``torch.randn_like``)."""
+    drawn, real = [0], torch.randn_like
+
+    def counting(x, *args, **kwargs):
+        drawn[0] += x.numel()
+        return real(x, *args, **kwargs)
+
+    torch.randn_like = counting
+    try:
+        step()
+    finally:
+        torch.randn_like = real
+    return drawn[0]
+
+
 def run(settings: Settings) -> dict:
-    rows, checks = [], []
+    rows, checks, noise_notes = [], [], []
     for kind in ("crnn", "transformer", "resnet"):
         batch = _batch(kind, settings.quick)
-        times = {name: time_call(fn, settings) for name, fn in _variants(kind, batch).items()}
+        variants = _variants(kind, batch)
+        numbers = _noise_numbers(variants["dynamic noisy"])
+        variants["noise draw alone"] = lambda n=numbers: torch.randn(n)
+        times = time_calls(variants, settings)
         times["dynamic run (schedule mean)"] = _run_mean(kind, batch, settings)
         times["dynamic run, masked frozen phase"] = _run_mean(kind, batch, settings, shrinking=False)
         base = times["static"]["median_s"]
+        excess = times["dynamic noisy"]["median_s"] - base
+        noise_notes.append(f"{kind}: {numbers:,} Gaussian numbers per noisy step, "
+                           f"{1e3 * times['noise draw alone']['median_s']:.3g} ms of the noisy step's "
+                           f"{1e3 * excess:.3g} ms excess over static")
         for name, t in times.items():
             rows.append({"model": kind, "variant": name, "min_ms": 1e3 * t["min_s"], "median_ms": 1e3 * t["median_s"],
                          "vs_static": t["median_s"] / base, "vs_stock": t["median_s"] / times["stock"]["median_s"],
@@ -178,5 +203,9 @@ def run(settings: Settings) -> dict:
                   (f"The whole run (budget 0.5, widths frozen at {VAD_SCHEDULE.freeze:.0%} of its steps for the VAD "
                    f"models and {AS_SCHEDULE.freeze:.0%} for the countermeasure, as in their studies) trains the "
                    "consolidated model after the freeze, as fit does by default; the masked row is "
-                   "FitConfig(shrink=False), for information.")],
+                   "FitConfig(shrink=False), for information."),
+                  ("noise draw alone = torch.randn of as many numbers as one noisy step's gates draw (one per "
+                   "element of every gated tensor within the noise ramp, i.i.d. as the method needs); static + "
+                   "this is a floor the noisy step cannot go below with torch's CPU generator; "
+                   + "; ".join(noise_notes) + ".")],
     }

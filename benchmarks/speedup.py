@@ -31,7 +31,7 @@ from softwidth.vad import models as vad
 from softwidth.vad.stream import StreamingVAD
 from softwidth.vad.study import model_cost as vad_cost
 
-from ._common import Settings, time_call
+from ._common import Settings, time_calls
 
 FULL = {"crnn": {"conv1": 48, "conv2": 48, "hidden": 48}, "transformer": {"ff1": 128, "ff2": 128}, "resnet": {}}
 TARGETS = {"crnn": (0.5, 0.25, 0.125), "transformer": (0.5, 0.25, 0.125), "resnet": (0.25,)}
@@ -114,11 +114,12 @@ def run(settings: Settings) -> dict:
         full_flops = _cost(kind, FULL[kind])
         targets = TARGETS[kind][:1] if settings.quick else TARGETS[kind]
         for name, (make, seconds) in _settings(kind, settings.quick).items():
-            t_full = time_call(make(full), settings)
+            calls = {"full": make(full)} | {target: make(_plain(kind, sizes[kind][target])) for target in targets}
+            timed = time_calls(calls, settings)
+            t_full = timed["full"]
             for target in targets:
-                small = _plain(kind, sizes[kind][target])
                 flops = _cost(kind, sizes[kind][target])
-                t = time_call(make(small), settings)
+                t = timed[target]
                 speedup, ratio = t_full["median_s"] / t["median_s"], full_flops / flops
                 rows.append({"model": kind, "setting": name, "target": target,
                              "sizes": ", ".join(f"{k}={v}" for k, v in sizes[kind][target].items()),

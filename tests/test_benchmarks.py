@@ -14,6 +14,7 @@ import sys
 from pathlib import Path
 
 import pytest
+import torch
 
 ROOT = Path(__file__).resolve().parent.parent
 NAMES = ("overhead", "speedup", "fidelity", "search", "vad_rtf")
@@ -54,7 +55,7 @@ def test_overhead_times_every_variant_and_judges_both_phases(quick_run):
     variants = {(row["model"], row["variant"]) for row in r["rows"]}
     assert variants == {(m, v) for m in ("crnn", "transformer", "resnet")
                         for v in ("static", "stock", "dynamic noisy", "dynamic frozen", "dynamic run (schedule mean)",
-                                  "dynamic run, masked frozen phase")}
+                                  "dynamic run, masked frozen phase", "noise draw alone")}
     for row in r["rows"]:
         assert 0 < row["min_ms"] <= row["median_ms"] and math.isfinite(row["vs_static"])
         if row["variant"] == "static":
@@ -62,6 +63,18 @@ def test_overhead_times_every_variant_and_judges_both_phases(quick_run):
     assert len(r["checks"]) == 9  # the masked run is for information
     for c in r["checks"]:
         assert c["pass"] == (c["value"] <= 1.15)
+
+
+def test_noise_count_is_the_noisy_gates_draws_and_none_once_frozen():
+    from benchmarks import overhead
+
+    batch = overhead._batch("crnn", quick=True)
+    variants = overhead._variants("crnn", batch)
+    drawn = overhead._noise_numbers(variants["dynamic noisy"])
+    assert 0 < drawn <= 20 * batch[0].numel() * 48  # some gated elements, at most every one of them
+    assert overhead._noise_numbers(variants["dynamic frozen"]) == 0
+    assert overhead._noise_numbers(variants["static"]) == 0
+    assert torch.randn_like is overhead.torch.randn_like and torch.randn_like.__module__ != "benchmarks.overhead"
 
 
 def test_speedup_compares_with_the_flops_ratio_of_the_study_sizes(quick_run):
