@@ -12,7 +12,6 @@ from collections.abc import Iterable
 from typing import Union
 
 import torch
-import torch.nn.functional as F
 
 from .errors import SoftWidthError
 from .width import Width
@@ -131,8 +130,15 @@ class Layout:
         reduce = [d for d in range(x.dim()) if d != dim % x.dim()]
         sigma = batch_std(part, reduce) if reduce else part.abs()
         shape[dim] = hi - lo
-        extra = noise[lo:hi].view(shape) * sigma * torch.randn_like(part)
-        return out + F.pad(extra, _pad_spec(x.dim(), dim % x.dim(), lo, self.max_size - hi))
+        # contiguous draw: on a strided tensor (a permuted or channel-last ``x``) the CPU normal_ falls back to a
+        # per-element loop, several times slower
+        eps = torch.randn_like(part, memory_format=torch.contiguous_format)
+        if hi - lo == self.max_size:
+            return torch.addcmul(out, noise.view(shape) * sigma, eps)
+        # in place on the noisy run only (``out`` is a fresh product that autograd did not save): no padded
+        # full-size copy of the noise term and no second full-size add
+        out.narrow(dim, lo, hi - lo).addcmul_(noise[lo:hi].view(shape) * sigma, eps)
+        return out
 
     def regate(self, x: torch.Tensor, dim: int = -1, *, where: str = "") -> torch.Tensor:
         """Re-apply the gate after a per-feature map of features this layout's producer already gated.
@@ -209,13 +215,6 @@ def batch_std(x: torch.Tensor, dims: list[int]) -> torch.Tensor:
     if bool((mean.square() > 1e3 * var).any()):
         return x.std(dim=dims, correction=0, keepdim=True)
     return var.clamp_min(0.0).sqrt()
-
-
-def _pad_spec(ndim: int, dim: int, before: int, after: int) -> tuple[int, ...]:
-    """``F.pad`` amounts that pad axis ``dim`` of an ``ndim``-D tensor by ``before``/``after`` zeros."""
-    spec = [0, 0] * (ndim - dim)
-    spec[-2:] = [before, after]
-    return tuple(spec)
 
 
 def _max(block: Width | int) -> int:

@@ -111,15 +111,17 @@ class TransformerEncoderLayer(DynamicLayer):
         qkv = F.linear(x, attn.in_proj_weight, attn.in_proj_bias)  # (N, T, 3D), head h owns dims h*hd_max + j
         q, k, v = qkv.view(n, t, 3, self.heads, self.head_dim).permute(2, 0, 3, 1, 4).unbind(0)  # (N, H, T, hd)
         signal, noise, size = self._head_weights(x)
-        q, k, v = q * signal, k * signal, v * signal
+        # the score scale goes on q (N, H, T, hd), not on the (N, H, T, T) scores: the same product, and the
+        # gradient to a trainable size then flows through the smaller tensor
+        scale = size.rsqrt() if isinstance(size, torch.Tensor) else 1 / math.sqrt(size)
+        q, k, v = q * (signal * scale), k * signal, v * signal
         if self.training and self.out_layout.is_dynamic and bool((noise > NOISE_CUT).any()):  # none once frozen
             sigma = batch_std(v, [0, 2])  # per head and dim, (1, H, 1, hd)
-            v = v + noise * sigma * torch.randn_like(v)
-        scores = q @ k.transpose(-2, -1) / (size ** 0.5 if isinstance(size, torch.Tensor) else math.sqrt(size))
-        if mask is not None:
-            scores = scores + mask
-        weights = F.dropout(scores.softmax(-1), attn.dropout, self.training)  # (N, H, T, T)
-        out = (weights @ v).transpose(1, 2).reshape(n, t, d)
+            # v is a permuted view of qkv: a contiguous draw (normal_ on strided memory is ~10x slower on CPU)
+            v = v + noise * sigma * torch.randn_like(v, memory_format=torch.contiguous_format)
+        dropout = attn.dropout if self.training else 0.0
+        out = F.scaled_dot_product_attention(q, k, v, attn_mask=mask, dropout_p=dropout, scale=1.0)  # (N, H, T, hd)
+        out = out.transpose(1, 2).reshape(n, t, d)
         out = F.linear(out, attn.out_proj.weight, attn.out_proj.bias)
         return self.layer.dropout1(self.out_layout.gate(out, -1, where=self.where))
 
