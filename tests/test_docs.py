@@ -24,7 +24,7 @@ COVERED = {
     "softwidth": (), "softwidth.layers": (), "softwidth.objective": (), "softwidth.schedule": (),
     "softwidth.train": (), "softwidth.optim": (), "softwidth.probe": (), "softwidth.cost": (),
     "softwidth.consolidate": (), "softwidth.shrink": (), "softwidth.experiments.synthetic": ("report_from_runs",),
-    "softwidth.data.cache": (), "softwidth.data.packages": (), "softwidth.data.audio": (),
+    "softwidth.noise_mix": (), "softwidth.data.cache": (), "softwidth.data.packages": (), "softwidth.data.audio": (),
     "softwidth.data.loaders": (), "softwidth.data.features": (), "softwidth.data.vad_corpus": (),
     "softwidth.data.antispoof_corpus": (), "softwidth.diagnostics": (), "softwidth.distributed": (),
     "softwidth.export": (), "softwidth.sweep": (), "softwidth.integrations.lightning": (),

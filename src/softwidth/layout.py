@@ -14,6 +14,7 @@ from typing import Union
 import torch
 
 from .errors import SoftWidthError
+from .noise_mix import noise_mix
 from .width import Width
 
 __all__ = ["NOISE_CUT", "Layout", "WidthLike", "batch_std"]
@@ -119,12 +120,11 @@ class Layout:
         signal, noise = zip(*(_weights(b, x) for b in self.blocks))
         signal = torch.cat(signal).to(x.dtype)
         noise = torch.cat(noise).to(x.dtype)
-        out = signal.view(shape) * x
         # noise only where its weight is not exactly zero (a contiguous run around each boundary): the std and
         # the random numbers of the other features would be multiplied by zero
         on = torch.nonzero(noise.detach() > NOISE_CUT).flatten()
         if on.numel() == 0:
-            return out
+            return signal.view(shape) * x
         lo, hi = int(on[0]), int(on[-1]) + 1
         part = x.detach().narrow(dim, lo, hi - lo)
         reduce = [d for d in range(x.dim()) if d != dim % x.dim()]
@@ -133,12 +133,7 @@ class Layout:
         # contiguous draw: on a strided tensor (a permuted or channel-last ``x``) the CPU normal_ falls back to a
         # per-element loop, several times slower
         eps = torch.randn_like(part, memory_format=torch.contiguous_format)
-        if hi - lo == self.max_size:
-            return torch.addcmul(out, noise.view(shape) * sigma, eps)
-        # in place on the noisy run only (``out`` is a fresh product that autograd did not save): no padded
-        # full-size copy of the noise term and no second full-size add
-        out.narrow(dim, lo, hi - lo).addcmul_(noise[lo:hi].view(shape) * sigma, eps)
-        return out
+        return noise_mix(x, signal, noise[lo:hi].view(shape) * sigma, eps, dim, lo)
 
     def regate(self, x: torch.Tensor, dim: int = -1, *, where: str = "") -> torch.Tensor:
         """Re-apply the gate after a per-feature map of features this layout's producer already gated.
