@@ -1,6 +1,7 @@
 import pytest
 import torch
 
+from softwidth.errors import SoftWidthError
 from softwidth.noise_mix import noise_mix
 
 
@@ -45,7 +46,7 @@ def test_values_and_gradients_equal_the_plain_ops(shape, dim, lo, n):
         torch.testing.assert_close(ours, plain, rtol=1e-12, atol=1e-12)
 
 
-def test_a_per_element_scale_gets_a_per_element_gradient():
+def test_gradcheck_on_a_vector():
     g = torch.Generator().manual_seed(3)
     x = torch.randn(6, dtype=torch.float64, requires_grad=True)
     signal = torch.rand(6, generator=g, dtype=torch.float64, requires_grad=True)
@@ -71,3 +72,9 @@ def test_input_is_not_modified_and_a_non_contiguous_input_works():
     out = noise_mix(x, signal, scale, eps, 1, 6)
     assert torch.equal(x, before)
     torch.testing.assert_close(out, _plain(x, signal, scale, eps, 1, 6))
+
+
+def test_a_scale_with_more_than_the_feature_axis_is_refused():
+    x = torch.randn(3, 8, 5)
+    with pytest.raises(SoftWidthError, match="one weight per noisy feature"):
+        noise_mix(x, torch.ones(8), torch.ones(3, 2, 1), torch.ones(3, 2, 5), 1, 6)

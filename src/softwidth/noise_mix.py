@@ -19,6 +19,8 @@ import math
 
 import torch
 
+from .errors import SoftWidthError
+
 __all__ = ["noise_mix"]
 
 
@@ -29,14 +31,19 @@ def noise_mix(x: torch.Tensor, signal: torch.Tensor, scale: torch.Tensor, eps: t
     Args:
         x: any shape; ``x.shape[dim]`` features.
         signal: ``(x.shape[dim],)`` weights of the signal (differentiable).
-        scale: weights of the noise, broadcastable to ``eps`` (differentiable; typically 1 except on ``dim``).
+        scale: weights of the noise, ``eps.shape[dim]`` of them on axis ``dim`` and 1 on every other axis
+            (differentiable).
         eps: the noise, the shape of ``x`` narrowed to the run on ``dim`` (no gradient).
         dim: the feature axis (negative counts from the end).
         lo: first feature of the run.
 
-    Returns: a new tensor the shape of ``x``.
+    Returns: a new tensor the shape of ``x``. Raises ``SoftWidthError`` if ``scale`` is not shaped so.
     """
-    return _NoiseMix.apply(x, signal, scale, eps, dim % x.dim(), lo)
+    dim = dim % x.dim()
+    if tuple(scale.shape) != _axis_shape(x.dim(), dim, eps.shape[dim]):
+        raise SoftWidthError(f"noise_mix: scale has shape {tuple(scale.shape)}; expected "
+                             f"{_axis_shape(x.dim(), dim, eps.shape[dim])} (one weight per noisy feature)")
+    return _NoiseMix.apply(x, signal, scale, eps, dim, lo)
 
 
 class _NoiseMix(torch.autograd.Function):
@@ -62,11 +69,7 @@ class _NoiseMix(torch.autograd.Function):
         if ctx.needs_input_grad[1]:
             grad_signal = _feature_dot(grad, x, dim)
         if ctx.needs_input_grad[2]:
-            run = grad.narrow(dim, lo, eps.shape[dim])
-            if tuple(ctx.scale_shape) == _axis_shape(eps.dim(), dim, eps.shape[dim]):
-                grad_scale = _feature_dot(run, eps, dim).view(ctx.scale_shape)
-            else:  # a scale with more than the feature axis (e.g. per element): reduce to its shape
-                grad_scale = (run * eps).sum_to_size(ctx.scale_shape)
+            grad_scale = _feature_dot(grad.narrow(dim, lo, eps.shape[dim]), eps, dim).view(ctx.scale_shape)
         return grad_x, grad_signal, grad_scale, None, None, None
 
 
