@@ -9,7 +9,7 @@ import pytest
 
 from softwidth.errors import SoftWidthError
 from softwidth.vad.store import load_vad
-from softwidth.experiments.runs import run_key
+from softwidth.experiments.runs import plan_phase2, run_key
 from softwidth.vad.study import TRAINING_FIELDS, VadStudyConfig, _key, config_from_results, model_cost, plan, run_study
 
 SIZES = {"crnn": {"conv1": 8, "conv2": 8, "hidden": 8, "bands": 24},
@@ -31,7 +31,11 @@ def test_plan_lists_baselines_dynamic_band_and_budget_runs():
     kinds = [(t["model"], t["kind"]) for t in tasks]
     assert kinds.count(("crnn", "baseline")) == 2 and kinds.count(("crnn", "dynamic")) == 2 * 3 + 1
     assert kinds.count(("transformer", "dynamic")) == 2 * 3  # no absolute budget below its attention's cost
-    assert ("crnn", "bands") in kinds
+    assert kinds.count(("crnn", "bands")) == 2 * len(config.band_targets["crnn"])  # every seed
+    bands = [(t, {"sizes": {"bands": 40, "conv1": 48}}) for t in tasks if t["kind"] == "bands"]
+    second = plan_phase2(bands)  # no baselines here: fixed-size runs only, marked with the run they come from
+    assert [t["kind"] for t in second] == ["fixed"] * len(bands) and all(t["of"] == "bands" for t in second)
+    assert all(t["sizes"]["bands"] == 40 for t in second)
 
 
 def test_lr_decay_keys_runs_and_old_results_read_as_constant_rate():
@@ -53,9 +57,12 @@ def test_micro_study_writes_results_tables_plots_and_resumes(tmp_path, corpus):
     runs = results["runs"]
     by_kind = {}
     for r in runs:
-        by_kind.setdefault((r["model"], r["kind"]), []).append(r)
+        by_kind.setdefault((r["model"], r["kind"] + (f" ({r['of']})" if "of" in r else "")), []).append(r)
     assert {k for k in by_kind} == {(m, k) for m in ("crnn", "transformer") for k in ("baseline", "dynamic", "fixed",
-                                                                                      "prune")} | {("crnn", "bands")}
+                                                                                      "prune")} | {
+        ("crnn", "bands"), ("crnn", "fixed (bands)"), ("crnn", "prune (bands)")}
+    (bands,) = by_kind[("crnn", "bands")]
+    assert all(r["sizes"] == bands["sizes"] for r in by_kind[("crnn", "fixed (bands)")] + by_kind[("crnn", "prune (bands)")])
     dynamic = {r["model"]: r for r in runs if r["kind"] == "dynamic" and not r.get("absolute")}
     for kind in ("crnn", "transformer"):
         for variant in ("fixed", "prune"):
@@ -73,8 +80,11 @@ def test_micro_study_writes_results_tables_plots_and_resumes(tmp_path, corpus):
     for name in ("results.json", "summary.json", "summary.md", "eer_vs_mflops.png", "eer_per_snr.png"):
         assert (out / name).stat().st_size > 0
     summary = json.loads((out / "summary.json").read_text())
-    assert set(summary["checks"]["crnn"]) >= {"met", "dynamic_beats_fixed_by_target", "absolute_within_3pct"}
+    assert set(summary["checks"]["crnn"]) >= {"met", "beats_fixed", "absolute_within_3pct"}
     assert summary["checks"]["crnn"]["absolute_within_3pct"] == [True]
+    assert set(summary["checks"]["crnn"]["beats_fixed"]) == {"dynamic 0.5", "bands 0.8"}
+    assert {row["variant"] for row in summary["models"]["crnn"]["rows"]} == {
+        "dynamic", "fixed", "prune", "bands", "fixed (bands)", "prune (bands)"}
     assert results["rtf"]["ours"] and all(r["batch_rtf"] > 0 for r in results["rtf"]["ours"])
     # resuming reuses every stored run (same records, no retraining)
     stamps = {p: p.stat().st_mtime_ns for p in (out / "runs").iterdir()}

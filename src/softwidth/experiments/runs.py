@@ -50,13 +50,16 @@ def save_results(out: Path, config, started: float, **fields) -> dict:
 def plan_phase2(records: list[tuple[dict, dict]]) -> list[dict]:
     """A case study's phase-2 tasks from its phase-1 ``(task, record)`` pairs: a fixed-size model trained from scratch,
     and the baseline of the same seed L1-pruned, at the sizes of every relative dynamic run (``"kind": "dynamic"``,
-    not ``"absolute"``). A pruned task carries its baseline's task and sizes (``base_task``, ``base_record``)."""
+    not ``"absolute"``) and of every band-only run (``"kind": "bands"``, the VAD study; those tasks carry
+    ``"of": "bands"``). A pruned task carries its baseline's task and sizes (``base_task``, ``base_record``)."""
     baselines = {(t["model"], t["seed"]): (t, r) for t, r in records if t["kind"] == "baseline"}
     tasks = []
     for t, r in records:
-        if t["kind"] != "dynamic" or t.get("absolute"):
+        if t["kind"] not in ("dynamic", "bands") or t.get("absolute"):
             continue
         point = {"model": t["model"], "seed": t["seed"], "target": t["target"], "sizes": r["sizes"]}
+        if t["kind"] != "dynamic":  # only the new field: the keys of stored runs at dynamic sizes stay valid
+            point["of"] = t["kind"]
         tasks.append({**point, "kind": "fixed"})
         if (t["model"], t["seed"]) in baselines:
             base_task, base_record = baselines[(t["model"], t["seed"])]

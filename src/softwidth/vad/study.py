@@ -10,8 +10,9 @@ Run kinds (``task["kind"]``):
 - ``dynamic``: every width trainable, :class:`~softwidth.BudgetController` at ``target`` of the full model's
   FLOP/s (relative) or at an absolute FLOP/s (``absolute=True``).
 - ``bands``: only the band count trainable (the paper's setting), budget ``target`` (relative).
-- ``fixed``: the fixed-size model at a dynamic run's chosen sizes, trained from scratch for as many steps.
-- ``prune``: the baseline of the same seed, L1-pruned to a dynamic run's sizes, fine-tuned ``finetune_steps``.
+- ``fixed``: the fixed-size model at a dynamic (or, with ``"of": "bands"``, a band-only) run's chosen sizes, trained
+  from scratch for as many steps.
+- ``prune``: the baseline of the same seed, L1-pruned to those sizes, fine-tuned ``finetune_steps``.
 
 Each finished run is stored as ``out/runs/<key>.json`` (record) and ``out/runs/<key>.pt`` (the consolidated
 model's ``state_dict``, loaded with ``weights_only=True``), so an interrupted study resumes where it stopped.
@@ -55,8 +56,9 @@ behind the same sizes trained from scratch; at 10 % and 5 % the gap closes, most
 class VadStudyConfig:
     """What the study runs. ``steps``: optimizer steps per model kind (batches of ``batch_size`` random crops of
     ``crop_frames`` frames); ``targets``: relative FLOP/s budgets of the dynamic runs; ``band_targets``: of the
-    band-only runs (seed ``seeds[0]``); ``schedule``: :data:`VAD_SCHEDULE`; ``absolute_targets``: one budget run in FLOP/s per model kind (seed
-    ``seeds[0]``; the Transformer's attention alone costs more than 1 MFLOP/s at its smallest width)."""
+    band-only runs (every seed; phase 2 adds the fixed-size and pruned models at their sizes); ``schedule``:
+    :data:`VAD_SCHEDULE`; ``absolute_targets``: one budget run in FLOP/s per model kind (seed ``seeds[0]``; the
+    Transformer's attention alone costs more than 1 MFLOP/s at its smallest width)."""
 
     corpus: str = ""
     models: tuple[str, ...] = ("crnn", "transformer")
@@ -64,7 +66,7 @@ class VadStudyConfig:
                                                  "transformer": {"ff1": 128, "ff2": 128}})
     seeds: tuple[int, ...] = (0, 1, 2)
     targets: tuple[float, ...] = (0.5, 0.25, 0.125)
-    band_targets: dict = field(default_factory=lambda: {"crnn": (0.75,), "transformer": (0.25,)})
+    band_targets: dict = field(default_factory=lambda: {"crnn": (0.75, 0.55), "transformer": (0.25,)})
     absolute_targets: dict = field(default_factory=lambda: {"crnn": 1e6})
     steps: dict = field(default_factory=lambda: {"crnn": 1200, "transformer": 700})
     epochs: int = 8
@@ -181,7 +183,8 @@ def plan(config: VadStudyConfig) -> list[dict]:
             for target in config.targets:
                 tasks.append({"model": kind, "kind": "dynamic", "seed": seed, "target": target})
         for target in config.band_targets.get(kind, ()):
-            tasks.append({"model": kind, "kind": "bands", "seed": config.seeds[0], "target": target})
+            for seed in config.seeds:
+                tasks.append({"model": kind, "kind": "bands", "seed": seed, "target": target})
         if kind in config.absolute_targets:
             tasks.append({"model": kind, "kind": "dynamic", "seed": config.seeds[0],
                           "target": config.absolute_targets[kind], "absolute": True})
