@@ -202,6 +202,29 @@ def test_gradient_flows_through_the_filter_shapes():
     assert grad is not None and math.isfinite(float(grad)) and float(grad) != 0.0
 
 
+def test_without_shape_grad_k_learns_through_the_gate_only():
+    # The bands of the test above, well below K, get no gradient once the shape path is cut; the boundary
+    # band's noise mix still reaches K, and the forward pass (the bank at the real K) is unchanged.
+    x = waveform(4, SAMPLES)
+    grads, outputs = {}, {}
+    for shape_grad in (True, False):
+        torch.manual_seed(0)
+        width = Width(N_MELS, init=8.4, mix="paper")
+        layer = make(width, shape_grad=shape_grad).train()
+        torch.manual_seed(1)
+        outputs[shape_grad] = layer(x)
+        outputs[shape_grad][..., :6].mean().backward(retain_graph=True)
+        low = width.value.grad.clone()
+        width.value.grad = None
+        outputs[shape_grad].mean().backward()
+        grads[shape_grad] = (float(low), float(width.value.grad))
+        assert layer.filters().requires_grad is shape_grad
+    assert torch.equal(outputs[True], outputs[False])
+    assert grads[False][0] == 0.0 and grads[True][0] != 0.0
+    assert math.isfinite(grads[False][1]) and grads[False][1] != 0.0 and grads[False][1] != grads[True][1]
+    assert "shape_grad=False" in repr(make(Width(N_MELS), shape_grad=False))
+
+
 # -- export ------------------------------------------------------------------------------------------------
 def test_consolidated_scripts_and_exports_to_onnx(tmp_path):
     ort = pytest.importorskip("onnxruntime")
@@ -269,6 +292,7 @@ def test_probe_cost_and_consolidation_of_a_frontend_model():
     dict(n_mels=0),
     dict(f_max=SR / 2 + 1), dict(f_min=-1.0), dict(f_min=3000.0, f_max=2000.0),
     dict(log_eps=0.0),
+    dict(shape_grad=1), dict(shape_grad="no"),
 ])
 def test_bad_arguments_raise(kwargs):
     with pytest.raises(SoftWidthError):

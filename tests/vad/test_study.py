@@ -51,6 +51,19 @@ def test_lr_decay_keys_runs_and_old_results_read_as_constant_rate():
     assert config_from_results({"config": raw}).lr_decay == "constant"
 
 
+def test_mel_shape_grad_keys_only_width_learning_runs_and_old_results_read_as_on():
+    config = VadStudyConfig(corpus="x")
+    assert config.mel_shape_grad is False
+    on = replace(config, mel_shape_grad=True)
+    by_kind = {t["kind"]: t for t in plan(config)}
+    assert _key(by_kind["baseline"], config) == _key(by_kind["baseline"], on)  # stored baselines stay valid
+    assert _key(by_kind["dynamic"], config) != _key(by_kind["dynamic"], on)
+    assert _key(by_kind["bands"], config) != _key(by_kind["bands"], on)
+    raw = json.loads(json.dumps(asdict(config)))
+    del raw["mel_shape_grad"]  # results.json written before the field
+    assert config_from_results({"config": raw}).mel_shape_grad is True
+
+
 def test_micro_study_writes_results_tables_plots_and_resumes(tmp_path, corpus):
     out = tmp_path / "study"
     results = run_study(micro(corpus), out, progress=False, peers=False)

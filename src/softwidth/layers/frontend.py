@@ -178,6 +178,12 @@ class LogMel(DynamicLayer):
             ``|STFT|^2`` of shape ``(batch, frames, n_freq)`` (e.g. :meth:`power` cached once per file, or
             computed by a streaming front end) and applies only the mel bank and the log, so the DFT is neither
             run nor counted.
+        shape_grad: whether the gradient with respect to ``K`` also flows through the filter shapes (default
+            ``True``). ``False``: the bank still follows the real ``K``, but ``K`` learns only through the gate's
+            noise mix, like every other width. A network adapted to the current band positions resists any move
+            of ``K`` through the shape path; in the VAD study (every width trainable, CRNN at half the FLOP/s) that
+            kept 62 to 79 of 80 bands, and ``False`` kept 42 to 52 and scored 0.7 EER points better on the
+            validation split (docs/method.md). Also an attribute, settable after construction.
 
     Shapes: input waveform ``(batch, samples)`` or ``(samples,)``; output ``(batch, frames, n_mels)`` or
     ``(frames, n_mels)``, features **last** so a ``Linear`` or Transformer can consume them directly (use
@@ -185,8 +191,8 @@ class LogMel(DynamicLayer):
     ``1 + (samples - n_fft) // hop_length``.
 
     Widths: consumes none (``in_layout`` is ``None``), produces ``width`` (``out_layout``). The mel bank is
-    :func:`mel_filters` at the real ``K`` in train mode (gradient reaches ``K`` through the filter shapes and
-    the noise-mix gate) and at ``K = width.rounded`` in eval mode (then the gate truncates to the first
+    :func:`mel_filters` at the real ``K`` in train mode (gradient reaches ``K`` through the filter shapes, unless
+    ``shape_grad=False``, and the noise-mix gate) and at ``K = width.rounded`` in eval mode (then the gate truncates to the first
     ``rounded`` bands, which equals :meth:`consolidated`).
 
     Cost per frame (FlopCounterMode convention: a matmul is 2 FLOPs per multiply-accumulate): DFT matmul
@@ -210,6 +216,7 @@ class LogMel(DynamicLayer):
         log_eps: float = 1e-6,
         center: bool = True,
         input: str = "waveform",
+        shape_grad: bool = True,
     ) -> None:
         super().__init__()
         where = self.where
@@ -229,6 +236,9 @@ class LogMel(DynamicLayer):
         self.sample_rate, self.n_fft, self.win_length, self.hop_length = sample_rate, n_fft, win_length, hop_length
         self.n_mels, self.f_min, self.f_max = n_mels, float(f_min), float(f_max)
         self.log_eps, self.center, self.input = float(log_eps), bool(center), input
+        if not isinstance(shape_grad, bool):
+            raise SoftWidthError(f"{where}: shape_grad must be True or False, got {shape_grad!r}")
+        self.shape_grad = shape_grad
         self.width = width  # registers it as a submodule: its parameter is in .parameters()
         self.in_layout = None
         self.out_layout = Layout.of(width if width is not None else n_mels)
@@ -247,7 +257,10 @@ class LogMel(DynamicLayer):
 
     def filters(self) -> torch.Tensor:
         """The current mel bank, ``(n_freq, n_mels)`` in the basis dtype (differentiable in ``K``)."""
-        bank = mel_filters(self.bands(), n_mels=self.n_mels, n_fft=self.n_fft, sample_rate=self.sample_rate,
+        k = self.bands()
+        if not self.shape_grad and isinstance(k, torch.Tensor):
+            k = k.detach()
+        bank = mel_filters(k, n_mels=self.n_mels, n_fft=self.n_fft, sample_rate=self.sample_rate,
                            f_min=self.f_min, f_max=self.f_max)
         return bank.to(device=self.basis.device, dtype=self.basis.dtype)
 
@@ -303,7 +316,8 @@ class LogMel(DynamicLayer):
     def extra_repr(self) -> str:
         return (f"sample_rate={self.sample_rate}, n_fft={self.n_fft}, win_length={self.win_length}, "
                 f"hop_length={self.hop_length}, n_mels={self.n_mels}, f_min={self.f_min:g}, "
-                f"f_max={self.f_max:g}, log_eps={self.log_eps:g}, center={self.center}, input={self.input!r}")
+                f"f_max={self.f_max:g}, log_eps={self.log_eps:g}, center={self.center}, input={self.input!r}"
+                + ("" if self.shape_grad else ", shape_grad=False"))
 
 
 def is_int(value: object) -> bool:

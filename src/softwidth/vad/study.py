@@ -58,7 +58,9 @@ class VadStudyConfig:
     ``crop_frames`` frames); ``targets``: relative FLOP/s budgets of the dynamic runs; ``band_targets``: of the
     band-only runs (every seed; phase 2 adds the fixed-size and pruned models at their sizes); ``schedule``:
     :data:`VAD_SCHEDULE`; ``absolute_targets``: one budget run in FLOP/s per model kind (seed ``seeds[0]``; the
-    Transformer's attention alone costs more than 1 MFLOP/s at its smallest width)."""
+    Transformer's attention alone costs more than 1 MFLOP/s at its smallest width); ``mel_shape_grad``: the mel
+    bank's :class:`~softwidth.layers.LogMel` ``shape_grad`` in the width-learning runs (``False``: the band count
+    learns through the gate only, chosen on the validation split, docs/method.md)."""
 
     corpus: str = ""
     models: tuple[str, ...] = ("crnn", "transformer")
@@ -77,6 +79,7 @@ class VadStudyConfig:
     kappa_min: float = 1 / 16
     schedule: Schedule = field(default_factory=lambda: VAD_SCHEDULE)
     lr_decay: str = "cosine"
+    mel_shape_grad: bool = False
     workers: int = 2
 
     @classmethod
@@ -107,6 +110,8 @@ def _key(task: dict, config: VadStudyConfig) -> str:
     settings = {name: asdict(config)[name] for name in TRAINING_FIELDS}
     if config.lr_decay != "constant":  # keys of runs trained before the field (constant rate) stay valid
         settings["lr_decay"] = config.lr_decay
+    if not config.mel_shape_grad and task["kind"] in ("dynamic", "bands"):  # no other run learns a band count
+        settings["mel_shape_grad"] = False
     return run_key(task, settings)
 
 
@@ -124,6 +129,7 @@ def _train(task: dict, config: VadStudyConfig, splits) -> tuple[nn.Module, dict]
     sizes = {**config.sizes[kind], **task.get("sizes", {})}
     dynamic = {"dynamic": "all", "bands": ("bands",)}.get(task["kind"], ())
     model = build_model(kind, sizes, dynamic=dynamic, kappa_min=config.kappa_min)
+    model.mel.shape_grad = config.mel_shape_grad
     profile(model, torch.zeros(1, FRAMES_PER_SECOND, 201), seconds=1.0)
     term = None
     if task["kind"] in ("dynamic", "bands"):
@@ -230,4 +236,5 @@ def config_from_results(results: dict) -> VadStudyConfig:
     raw["band_targets"] = {k: tuple(v) for k, v in raw["band_targets"].items()}
     raw["schedule"] = Schedule(**raw["schedule"])
     raw.setdefault("lr_decay", "constant")  # results written before the field trained at a constant rate
+    raw.setdefault("mel_shape_grad", True)  # and before this one with the gradient through the filter shapes
     return replace(VadStudyConfig(), **raw)
