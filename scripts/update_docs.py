@@ -19,6 +19,8 @@ BLOCKS = {  # block name -> results file copied verbatim (headings demoted by on
     "vad-quick": "results/vad_quick/summary.md",
     "vad-pilot": "results/vad_pilots/schedule.md",
     "vad-freeze30": "results/vad_pilots/study_freeze30/headline.md",
+    "vad-mel-grad": "results/vad_pilots/mel_grad.md",
+    "vad-shape-grad": "results/vad_pilots/study_shape_grad/headline.md",
     "antispoof": "results/antispoof/summary.md",
     "antispoof-headline": "results/antispoof/headline.md",
     "antispoof-pilot": "results/antispoof_pilots/schedule.md",
