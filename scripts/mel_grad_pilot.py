@@ -43,7 +43,8 @@ def job(args: tuple) -> dict:
     plain, sizes = _train({"model": model, "kind": "dynamic", "seed": seed, "target": target}, config, splits)
     scores = model_scores(plain, splits["val"])
     return {"shape_grad": shape_grad, "model": model, "target": target, "seed": seed, "sizes": sizes,
-            "val_eer": 100 * eer(scores.ravel(), splits["val"].labels.ravel()), "seconds": time.perf_counter() - start}
+            "val_eer": 100 * eer(scores.ravel(), splits["val"].labels.ravel()),
+            "seconds": time.perf_counter() - start}
 
 
 def report(rows: list[dict], out: Path) -> None:
@@ -54,7 +55,8 @@ def report(rows: list[dict], out: Path) -> None:
               f"std over seeds {', '.join(map(str, SEEDS))} (then each seed's); dynamic runs with every width "
               "trainable at the study's budgets; sizes per seed (CRNN conv1/conv2/hidden/bands, Transformer "
               "ff1/ff2/bands)."), "",
-             "| model | budget | gradient to the band count | EER (val) | per seed | sizes |", "|---|---|---|---|---|---|"]
+             "| model | budget | gradient to the band count | EER (val) | per seed | sizes |",
+             "|---|---|---|---|---|---|"]
     for model, target in POINTS:
         for shape_grad in (True, False):
             mine = sorted((r for r in rows if r["model"] == model and r["shape_grad"] == shape_grad),

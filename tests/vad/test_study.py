@@ -75,7 +75,8 @@ def test_micro_study_writes_results_tables_plots_and_resumes(tmp_path, corpus):
                                                                                       "prune")} | {
         ("crnn", "bands"), ("crnn", "fixed (bands)"), ("crnn", "prune (bands)")}
     (bands,) = by_kind[("crnn", "bands")]
-    assert all(r["sizes"] == bands["sizes"] for r in by_kind[("crnn", "fixed (bands)")] + by_kind[("crnn", "prune (bands)")])
+    at_band_sizes = by_kind[("crnn", "fixed (bands)")] + by_kind[("crnn", "prune (bands)")]
+    assert all(r["sizes"] == bands["sizes"] for r in at_band_sizes)
     dynamic = {r["model"]: r for r in runs if r["kind"] == "dynamic" and not r.get("absolute")}
     for kind in ("crnn", "transformer"):
         for variant in ("fixed", "prune"):

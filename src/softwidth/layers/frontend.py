@@ -192,8 +192,8 @@ class LogMel(DynamicLayer):
 
     Widths: consumes none (``in_layout`` is ``None``), produces ``width`` (``out_layout``). The mel bank is
     :func:`mel_filters` at the real ``K`` in train mode (gradient reaches ``K`` through the filter shapes, unless
-    ``shape_grad=False``, and the noise-mix gate) and at ``K = width.rounded`` in eval mode (then the gate truncates to the first
-    ``rounded`` bands, which equals :meth:`consolidated`).
+    ``shape_grad=False``, and the noise-mix gate) and at ``K = width.rounded`` in eval mode (then the gate
+    truncates to the first ``rounded`` bands, which equals :meth:`consolidated`).
 
     Cost per frame (FlopCounterMode convention: a matmul is 2 FLOPs per multiply-accumulate): DFT matmul
     ``2 * n_fft * 2 * n_freq``, power ``3 * n_freq``, mel matmul ``2 * n_freq * K``, log and eps ``2 * K``;
