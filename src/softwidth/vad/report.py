@@ -165,6 +165,8 @@ def paper_rows(csv_path: str | Path) -> dict:
 def paper_markdown(summary: dict, paper: dict) -> str:
     """Side-by-side table of FLOP/s kept vs EER lost: the paper's dynamic runs and ours."""
     lines = ["## Against the paper (ratios to each study's own full-size baseline)", "",
+             ("The two sides are lists, not pairs: the paper's points are its kappa_min settings (bands only), ours "
+              "are FLOP/s budgets, band-only runs first."), "",
              ("| model | paper: kappa_min -> bands | paper FLOP/s ratio | paper ΔEER | ours: widths learned, "
               "target -> bands | our FLOP/s ratio | our ΔEER (mean ± std) |"), "|---|---|---|---|---|---|---|"]
     for kind, points in paper.items():
