@@ -256,7 +256,7 @@ def plot(summary: dict, results: dict, out: Path) -> None:
         b = m["baseline"]
         ax.errorbar([b["flops_per_s"] / 1e6], [b["eer"]["mean"]], yerr=[b["eer"]["std"]], fmt="ks", label="baseline")
         for variant, style in (("dynamic", "o-"), ("fixed", "^--"), ("prune", "v:"), ("bands", "d-."),
-                               ("fixed (bands)", "<--")):
+                               ("fixed (bands)", "<--"), ("prune (bands)", ">:")):
             rows = sorted((r for r in m["rows"] if r["variant"] == variant), key=lambda r: r["flops_per_s"])
             if not rows:
                 continue
