@@ -15,12 +15,10 @@ import argparse
 import json
 import sys
 import time
-from dataclasses import replace
 from multiprocessing import Pool
 from pathlib import Path
 
 import numpy as np
-import torch
 
 from softwidth.data.cache import default_cache_dir
 
@@ -31,20 +29,13 @@ POINTS = (("crnn", 0.5), ("transformer", 0.25))
 
 def job(args: tuple) -> dict:
     corpus, shape_grad, model, target, seed = args
-    torch.set_num_threads(1)
-    from softwidth.vad.data import load_split
-    from softwidth.vad.evaluate import model_scores
-    from softwidth.vad.metrics import eer
-    from softwidth.vad.study import VadStudyConfig, _train
+    from softwidth.vad.study import VadStudyConfig, validation_eer
 
-    splits = {"train": load_split(corpus, "train"), "val": load_split(corpus, "val")}
-    config = replace(VadStudyConfig(corpus=corpus), mel_shape_grad=shape_grad)
     start = time.perf_counter()
-    plain, sizes = _train({"model": model, "kind": "dynamic", "seed": seed, "target": target}, config, splits)
-    scores = model_scores(plain, splits["val"])
+    task = {"model": model, "kind": "dynamic", "seed": seed, "target": target}
+    sizes, value = validation_eer(task, VadStudyConfig(corpus=corpus, mel_shape_grad=shape_grad))
     return {"shape_grad": shape_grad, "model": model, "target": target, "seed": seed, "sizes": sizes,
-            "val_eer": 100 * eer(scores.ravel(), splits["val"].labels.ravel()),
-            "seconds": time.perf_counter() - start}
+            "val_eer": value, "seconds": time.perf_counter() - start}
 
 
 def report(rows: list[dict], out: Path) -> None:

@@ -24,6 +24,8 @@ BLOCKS = {  # block name -> results file copied verbatim (headings demoted by on
     "antispoof": "results/antispoof/summary.md",
     "antispoof-headline": "results/antispoof/headline.md",
     "antispoof-pilot": "results/antispoof_pilots/schedule.md",
+    "antispoof-late": "results/antispoof_pilots/late.md",
+    "antispoof-late-study": "results/antispoof_pilots/study_late80/headline.md",
     "bench-headline": "results/bench/headline.md",
 }
 DOCS = ("docs/results.md", "docs/method.md", "README.md")

@@ -188,3 +188,14 @@ def test_score_and_evaluate_errors_name_the_fix(tmp_path, capsys):
     assert "results.json missing" in capsys.readouterr().err
     assert main(["antispoof", "score", str(tmp_path / "x.wav"), "--model", str(tmp_path)]) == 2
     assert "model.json is missing" in capsys.readouterr().err
+
+
+def test_validation_eer_trains_one_run_and_never_reads_the_test_split(corpus, monkeypatch):
+    import softwidth.antispoof.study as study
+
+    read = []
+    monkeypatch.setattr(study, "load_split", lambda c, s, **kw: read.append(s) or load_split(c, s, **kw))
+    config = replace(AntispoofStudyConfig.quick(str(corpus)), steps={"resnet": 3, "lcnn": 3}, batch_size=8)
+    sizes, value = study.validation_eer({"model": "lcnn", "kind": "dynamic", "seed": 0, "target": 0.5}, config)
+    assert sorted(read) == ["train", "val"]
+    assert set(sizes) == {"B0", "B1", "B2", "B3"} and 0.0 <= value <= 100.0

@@ -124,3 +124,14 @@ def test_study_without_a_corpus_or_with_unknown_models_raises(tmp_path):
         run_study(VadStudyConfig(), tmp_path)
     with pytest.raises(SoftWidthError, match="unknown VAD models"):
         run_study(VadStudyConfig(corpus="x", models=("rnn",)), tmp_path)
+
+
+def test_validation_eer_trains_one_run_and_never_reads_the_test_split(corpus, monkeypatch):
+    import softwidth.vad.study as study
+    from softwidth.vad.data import load_split
+
+    read = []
+    monkeypatch.setattr(study, "load_split", lambda c, s, **kw: read.append(s) or load_split(c, s, **kw))
+    sizes, value = study.validation_eer({"model": "crnn", "kind": "dynamic", "seed": 0, "target": 0.5}, micro(corpus))
+    assert sorted(read) == ["train", "val"]
+    assert set(sizes) == {"conv1", "conv2", "hidden", "bands"} and 0.0 <= value <= 100.0

@@ -39,9 +39,11 @@ from ..schedule import Schedule
 from ..train import FitConfig, fit
 from .data import CropBatches, load_split
 from .evaluate import evaluate_scores, model_scores
+from .metrics import eer
 from .models import MODELS, build_model
 
-__all__ = ["FRAMES_PER_SECOND", "VadStudyConfig", "load_run_model", "model_cost", "plan", "run_one", "run_study"]
+__all__ = ["FRAMES_PER_SECOND", "VadStudyConfig", "load_run_model", "model_cost", "plan", "run_one", "run_study",
+           "validation_eer"]
 
 FRAMES_PER_SECOND = 100
 VAD_SCHEDULE = Schedule(warmup=0.0, anneal_start=0.015, freeze=0.05, ordering=0.0)
@@ -178,6 +180,16 @@ def run_one(task: dict, config: VadStudyConfig, out: Path) -> dict:
                    "metrics": evaluate_scores(scores["val"], splits["val"], scores["test"], splits["test"])})
     torch.save(plain.state_dict(), out / "runs" / f"{_key(task, config)}.pt")
     return record
+
+
+def validation_eer(task: dict, config: VadStudyConfig) -> tuple[dict, float]:
+    """Train one run as :func:`run_one` does and score it on the validation split only, so that pilots choose the
+    study's settings without reading the test split: ``(chosen sizes, frame-level EER in %)``. Nothing is stored."""
+    torch.set_num_threads(1)
+    splits = {s: load_split(config.corpus, s) for s in ("train", "val")}
+    plain, sizes = _train(task, config, splits)
+    scores = model_scores(plain, splits["val"])
+    return sizes, 100 * eer(scores.ravel(), splits["val"].labels.ravel())
 
 
 def plan(config: VadStudyConfig) -> list[dict]:
