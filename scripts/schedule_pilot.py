@@ -51,7 +51,8 @@ def schedule(freeze: float, late: bool = False) -> Schedule:
     if late:
         if not 0.1 <= freeze <= 1.0:
             raise ValueError(f"a late schedule needs 0.1 <= freeze <= 1, got {freeze}")
-        return Schedule(warmup=round(freeze - 0.1, 6), anneal_start=round(freeze - 0.05, 6), freeze=freeze, ordering=0.0)
+        warmup, anneal = round(freeze - 0.1, 6), round(freeze - 0.05, 6)
+        return Schedule(warmup=warmup, anneal_start=anneal, freeze=freeze, ordering=0.0)
     return Schedule(warmup=0.0, anneal_start=0.1 if freeze == 0.3 else 0.3 * freeze, freeze=freeze, ordering=0.0)
 
 
