@@ -36,6 +36,7 @@ SEEDS = (0, 1, 2)
 POINTS = {"vad": (("crnn", 0.5), ("transformer", 0.25)), "antispoof": (("resnet", 0.25),)}
 CORPORA = {"vad": "vad-full", "antispoof": "antispoof-full"}
 METRIC = {"vad": "frame-level EER (%)", "antispoof": "pooled EER over clips (%)"}
+CONFIGS = {"vad": "VadStudyConfig", "antispoof": "AntispoofStudyConfig"}  # softwidth.<study>.study.<name>
 ORDER = {"vad": "CRNN conv1/conv2/hidden/bands, Transformer ff1/ff2/bands", "antispoof": "ResNet B0/B1/B2/B3"}
 
 
@@ -56,23 +57,13 @@ def schedule(freeze: float, late: bool = False) -> Schedule:
     return Schedule(warmup=0.0, anneal_start=0.1 if freeze == 0.3 else 0.3 * freeze, freeze=freeze, ordering=0.0)
 
 
-def _config(study: str, corpus: str, sched: Schedule):
-    if study == "vad":
-        from softwidth.vad.study import VadStudyConfig
-
-        return VadStudyConfig(corpus=corpus, schedule=sched)
-    from softwidth.antispoof.study import AntispoofStudyConfig
-
-    return AntispoofStudyConfig(corpus=corpus, lr_decay="cosine", schedule=sched)
-
-
 def job(args: tuple) -> dict:
     study, corpus, variant, sched, model, kind, target, seed, sizes = args
     task = {"model": model, "kind": kind, "seed": seed, **({"target": target} if target is not None else {}),
             **({"sizes": sizes} if sizes else {})}
     start = time.perf_counter()
-    validation_eer = import_module(f"softwidth.{study}.study").validation_eer
-    chosen, value = validation_eer(task, _config(study, corpus, sched))
+    module = import_module(f"softwidth.{study}.study")
+    chosen, value = module.validation_eer(task, getattr(module, CONFIGS[study])(corpus=corpus, schedule=sched))
     return {"variant": variant, "freeze": sched.freeze, **({"warmup": sched.warmup} if sched.warmup else {}),
             "model": model, "kind": kind, "target": target, "seed": seed, "sizes": chosen, "val_eer": value,
             "seconds": time.perf_counter() - start}
