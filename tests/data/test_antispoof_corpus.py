@@ -7,7 +7,6 @@ from __future__ import annotations
 import csv
 import json
 import shutil
-import time
 from pathlib import Path
 
 import numpy as np
@@ -225,11 +224,8 @@ def test_english_bona_fide_share_matches_english_only_systems(tmp_path):
 @pytest.mark.network
 @pytest.mark.skipif(shutil.which("apt-get") is None or shutil.which("dpkg-deb") is None, reason="needs apt")
 def test_network_tiny_build_from_debian_packages(tmp_path):
-    start = time.monotonic()
     out = build_antispoof_corpus(tmp_path / "antispoof", size="tiny", progress=False)  # default cache dir
-    seconds = time.monotonic() - start
     summary = json.loads((out / "summary.json").read_text())
-    assert seconds < 120, f"tiny build took {seconds:.0f} s"
     assert len(summary["systems"]) >= 8 and len(summary["unseen_systems"]) >= 3
     assert all(info["clips"][s] > 0 for info in summary["systems"].values() for s in info["voices"])
     assert summary["counts"]["test"]["bonafide"] == summary["counts"]["test"]["spoof"] > 0

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import csv
 import json
-import time
 from pathlib import Path
 
 import numpy as np
@@ -379,15 +378,12 @@ def test_debian_catalogue_parses_package_layouts(tmp_path):
 
 @pytest.mark.network
 def test_network_tiny_build(tmp_path):
-    start = time.monotonic()
     out = build_vad_corpus(tmp_path / "vad", size="tiny", progress=False)
-    seconds = time.monotonic() - start
     summary = json.loads((out / "summary.json").read_text())
     assert {s: v["canvases"] for s, v in summary["splits"].items()} == {"train": 24, "val": 6, "test": 12}
     assert all(summary["checks"][k] for k in ("voices_disjoint", "noise_files_disjoint", "babble_voices_unheard"))
     assert summary["checks"]["test_only_noise_types"]
     assert len(summary["sources"]["packages"]) == 8 and summary["skipped"]["count"] <= 5
     assert 0.2 < summary["splits"]["train"]["speech_ratio"] < 0.8
-    assert seconds < 120
     pytest.importorskip("silero_vad")
     assert label_agreement_with_silero(out) >= 0.9
