@@ -12,13 +12,25 @@ weights: the time does not depend on them); the full model is the study's size w
   chunk (100 frames);
 - ResNet countermeasure: ``batch 32 x 4 s`` and ``batch 1 x 4 s`` clips of LFCC features (201 frames, 60 coefficients).
 
+Every setting runs in PyTorch eager (``runtime: torch``). The whole-tensor settings (not the Python streaming loop)
+run a second time in ONNX Runtime (``runtime: onnxruntime``, one intra-op thread, sequential execution, all graph
+optimizations), the consolidated and the full model each exported with :func:`softwidth.export.to_onnx` at the
+setting's input shape: what a deployed model gains, without eager PyTorch's per-operator cost (a tiny GRU's 800
+time steps are ~20 ms of per-step dispatch in eager at any hidden size). Skipped, with a note, when ``onnxruntime``,
+``onnx`` or ``onnxscript`` is missing (``pip install softwidth[onnx]``).
+
 ``speedup = t_full / t_consolidated`` (medians) and ``flops_ratio = FLOP/s_full / FLOP/s_consolidated`` (the
 speed-up the cost model promises). Target (issue 9): speedup >= 0.6 x flops_ratio on CPU.
 """
 
 from __future__ import annotations
 
+import importlib.util
 import json
+import logging
+import tempfile
+import warnings
+from pathlib import Path
 
 import numpy as np
 import torch
@@ -67,7 +79,8 @@ def _plain(kind: str, sizes: dict):
 
 
 def _settings(kind: str, quick: bool) -> dict:
-    """``{setting: (callable factory(model), seconds of audio per call)}``."""
+    """``{setting: (callable factory(model), seconds of audio per call, input or None)}``; the input (a tensor)
+    is given for the whole-tensor settings, which also run in ONNX Runtime; ``None`` for streaming."""
     canvases, frames = (4, 100) if quick else (32, 800)
     stream_s = 0.5 if quick else 10.0
     g = torch.Generator().manual_seed(0)
@@ -95,53 +108,115 @@ def _settings(kind: str, quick: bool) -> dict:
 
     if kind == "resnet":
         clips = 4 if quick else 32
-        return {f"batch {clips} x 4 s": (forward(torch.randn(clips, 201, 60, generator=g)), 4.0 * clips),
-                "batch 1 x 4 s": (forward(torch.randn(1, 201, 60, generator=g)), 4.0)}
-    out = {f"batch {canvases} x {frames // 100} s": (forward(batch), canvases * frames / 100)}
+        clip, single = torch.randn(clips, 201, 60, generator=g), torch.randn(1, 201, 60, generator=g)
+        return {f"batch {clips} x 4 s": (forward(clip), 4.0 * clips, clip),
+                "batch 1 x 4 s": (forward(single), 4.0, single)}
+    out = {f"batch {canvases} x {frames // 100} s": (forward(batch), canvases * frames / 100, batch)}
     if kind == "crnn":
-        out["stream 10 ms pushes"] = (stream(160), stream_s)
-        out["stream 1 s pushes"] = (stream(16000), stream_s)
+        out["stream 10 ms pushes"] = (stream(160), stream_s, None)
+        out["stream 1 s pushes"] = (stream(16000), stream_s, None)
     else:
-        out["batch 1 x 1 s"] = (forward(one), 1.0)
+        out["batch 1 x 1 s"] = (forward(one), 1.0, one)
     return out
+
+
+ONNX_MODULES = ("onnxruntime", "onnx", "onnxscript")
+
+
+def has_onnxruntime() -> bool:
+    """Whether the ONNX Runtime rows can run (``softwidth[onnx]`` installed)."""
+    return all(importlib.util.find_spec(name) is not None for name in ONNX_MODULES)
+
+
+def _ort_call(model, x: torch.Tensor, folder: Path, name: str):
+    """A callable running ``model`` on ``x`` in ONNX Runtime (exported at ``x``'s shape, one thread)."""
+    import onnxruntime as ort
+
+    with warnings.catch_warnings():  # the exporter's deprecation and tracing chatter, once per model
+        warnings.simplefilter("ignore")
+        onnx_log = logging.getLogger("torch.onnx")
+        level, onnx_log.level = onnx_log.level, logging.ERROR
+        try:
+            path = sw.export.to_onnx(model, x, folder / f"{name}.onnx", dynamic=())
+        finally:
+            onnx_log.setLevel(level)
+    options = ort.SessionOptions()
+    options.intra_op_num_threads = options.inter_op_num_threads = 1
+    options.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
+    options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+    session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+    feed = {session.get_inputs()[0].name: x.numpy()}
+    return lambda: session.run(None, feed)
+
+
+def _runtimes(kind: str, quick: bool) -> tuple[str, ...]:
+    """The runtimes of a model's whole-tensor settings (a quick run exports the CRNN only: exports take seconds)."""
+    if not has_onnxruntime() or (quick and kind != "crnn"):
+        return ("torch",)
+    return ("torch", "onnxruntime")
+
+
+def _cases(settings: dict, runtimes: tuple[str, ...]):
+    """Each (setting, runtime) pair to time: every setting in torch, the whole-tensor ones in the other runtimes."""
+    for runtime in runtimes:
+        for name, case in settings.items():
+            if runtime == "torch" or case[2] is not None:
+                yield (name, case), runtime
+
+
+def _time_kind(kind: str, sizes: dict, settings: Settings, folder: Path, rows: list, checks: list) -> None:
+    """Time ``kind``'s full model and its consolidations in every (setting, runtime); append rows and checks."""
+    full_flops = _cost(kind, FULL[kind])
+    targets = TARGETS[kind][:1] if settings.quick else TARGETS[kind]
+    models = {"full": _plain(kind, FULL[kind])} | {target: _plain(kind, sizes[target]) for target in targets}
+    cases = _cases(_settings(kind, settings.quick), _runtimes(kind, settings.quick))
+    for (name, (make, seconds, x)), runtime in cases:
+        if runtime == "torch":
+            calls = {key: make(model) for key, model in models.items()}
+        else:
+            calls = {key: _ort_call(model, x, folder, f"{kind}-{key}-{x.shape[0]}") for key, model in models.items()}
+        timed = time_calls(calls, settings)
+        t_full = timed["full"]
+        for target in targets:
+            flops = _cost(kind, sizes[target])
+            t = timed[target]
+            speedup, ratio = t_full["median_s"] / t["median_s"], full_flops / flops
+            rows.append({"model": kind, "setting": name, "runtime": runtime, "target": target,
+                         "sizes": ", ".join(f"{k}={v}" for k, v in sizes[target].items()),
+                         "full_min_ms": 1e3 * t_full["min_s"],
+                         "full_ms": 1e3 * t_full["median_s"], "small_min_ms": 1e3 * t["min_s"],
+                         "small_ms": 1e3 * t["median_s"], "rtf": t["median_s"] / seconds,
+                         "speedup": speedup, "flops_ratio": ratio, "fraction": speedup / ratio})
+            label = name if runtime == "torch" else f"{name} {runtime}"
+            checks.append({"what": f"{kind} {label}, budget {target}: speed-up {speedup:.2f}x vs FLOP/s ratio "
+                                   f"{ratio:.2f}x", "value": speedup / ratio, "target": f">= {FACTOR}",
+                           "pass": speedup >= FACTOR * ratio})
 
 
 def run(settings: Settings) -> dict:
     sizes = chosen_sizes(settings.root)
     rows, checks = [], []
-    for kind in ("crnn", "transformer", "resnet"):
-        full = _plain(kind, FULL[kind])
-        full_flops = _cost(kind, FULL[kind])
-        targets = TARGETS[kind][:1] if settings.quick else TARGETS[kind]
-        for name, (make, seconds) in _settings(kind, settings.quick).items():
-            calls = {"full": make(full)} | {target: make(_plain(kind, sizes[kind][target])) for target in targets}
-            timed = time_calls(calls, settings)
-            t_full = timed["full"]
-            for target in targets:
-                flops = _cost(kind, sizes[kind][target])
-                t = timed[target]
-                speedup, ratio = t_full["median_s"] / t["median_s"], full_flops / flops
-                rows.append({"model": kind, "setting": name, "target": target,
-                             "sizes": ", ".join(f"{k}={v}" for k, v in sizes[kind][target].items()),
-                             "full_min_ms": 1e3 * t_full["min_s"],
-                             "full_ms": 1e3 * t_full["median_s"], "small_min_ms": 1e3 * t["min_s"],
-                             "small_ms": 1e3 * t["median_s"], "rtf": t["median_s"] / seconds,
-                             "speedup": speedup, "flops_ratio": ratio, "fraction": speedup / ratio})
-                checks.append({"what": f"{kind} {name}, budget {target}: speed-up {speedup:.2f}x vs FLOP/s ratio "
-                                       f"{ratio:.2f}x", "value": speedup / ratio, "target": f">= {FACTOR}",
-                               "pass": speedup >= FACTOR * ratio})
+    with tempfile.TemporaryDirectory(prefix="softwidth-speedup-") as tmp:
+        for kind in ("crnn", "transformer", "resnet"):
+            _time_kind(kind, sizes[kind], settings, Path(tmp), rows, checks)
+    notes = [] if has_onnxruntime() else ["ONNX Runtime rows skipped: onnxruntime, onnx or onnxscript is not "
+                                          "installed (pip install softwidth[onnx])."]
     return {
         "title": "Inference speed-up: consolidated vs full model",
         "setup": f"full sizes {FULL} (resnet: B0..B3 = 16/32/64/128); consolidated at the seed-0 dynamic runs' "
                  "sizes of results/vad/results.json and results/antispoof/results.json; "
                  "stock modules, eval, no_grad, one thread; times are medians (min also given)",
-        "columns": [["model", "model"], ["setting", "setting"], ["target", "budget"], ["sizes", "sizes"],
-                    ["full_min_ms", "full min (ms)"], ["full_ms", "full median (ms)"], ["small_min_ms", "consolidated min (ms)"],
+        "columns": [["model", "model"], ["setting", "setting"], ["runtime", "runtime"], ["target", "budget"],
+                    ["sizes", "sizes"],
+                    ["full_min_ms", "full min (ms)"], ["full_ms", "full median (ms)"],
+                    ["small_min_ms", "consolidated min (ms)"],
                     ["small_ms", "consolidated median (ms)"], ["rtf", "consolidated RTF"],
                     ["speedup", "speed-up"], ["flops_ratio", "FLOP/s ratio"],
                     ["fraction", "speed-up / FLOP/s ratio"]],
         "rows": rows, "checks": checks,
-        "notes": ["RTF = seconds of processing per second of audio (lower is faster).",
+        "notes": notes + ["RTF = seconds of processing per second of audio (lower is faster).",
+                  ("runtime torch: PyTorch eager; onnxruntime: the same consolidated and full models exported with "
+                   "softwidth.export.to_onnx at the setting's input shape, ONNX Runtime CPU, one thread."),
                   ("VAD FLOP/s exclude the STFT (shared by all models, 0.96 MFLOP/s); the stream settings include "
                    "it. Countermeasure FLOP/s and times exclude the LFCC front-end.")],
     }

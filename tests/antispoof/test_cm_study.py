@@ -158,6 +158,8 @@ def test_study_runs_reports_resumes_and_scores(corpus, tmp_path, capsys):
     assert {t["run"] for t in summary["table"] if t["model"] == "lcnn"} >= {"prune 0.5", "fixed 0.5"}
     assert (out / "eer_vs_cost.png").stat().st_size > 0 and "| resnet | stage B0 |" in (out / "summary.md").read_text()
     assert "| lcnn | prune 0.5 |" in (out / "summary.md").read_text()
+    assert set(summary["paired"]["resnet"]["dynamic 0.5"]) == {"full", "fixed", "prune"}
+    assert "| resnet | dynamic 0.5 | " in (out / "summary.md").read_text().split("## Paired by seed")[1]
     head = (out / "headline.md").read_text()
     assert results["date"] in head and "- resnet: full model" in head and "- lcnn: full model" in head
     dynamic = next(t for t in summary["table"] if t["model"] == "resnet" and t["run"] == "dynamic 0.5")

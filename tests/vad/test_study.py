@@ -97,6 +97,13 @@ def test_micro_study_writes_results_tables_plots_and_resumes(tmp_path, corpus):
     assert set(summary["checks"]["crnn"]) >= {"met", "beats_fixed", "absolute_within_3pct"}
     assert summary["checks"]["crnn"]["absolute_within_3pct"] == [True]
     assert set(summary["checks"]["crnn"]["beats_fixed"]) == {"dynamic 0.5", "bands 0.8"}
+    for label, pair in summary["checks"]["crnn"]["vs_fixed"].items():  # paired by seed with the from-scratch run
+        (scratch,) = by_kind[("crnn", "fixed" if label.startswith("dynamic") else "fixed (bands)")]
+        (learned,) = by_kind[("crnn", label.split()[0])] if label.startswith("bands") else [dynamic["crnn"]]
+        assert pair["mean"] == pytest.approx(100 * (learned["metrics"]["pooled"]["eer"]
+                                                    - scratch["metrics"]["pooled"]["eer"]))
+    assert set(summary["checks"]["crnn"]["vs_fixed"]) == {"dynamic 0.5", "bands 0.8"}
+    assert "paired by seed" in (out / "summary.md").read_text()
     assert {row["variant"] for row in summary["models"]["crnn"]["rows"]} == {
         "dynamic", "fixed", "prune", "bands", "fixed (bands)", "prune (bands)"}
     assert results["rtf"]["ours"] and all(r["batch_rtf"] > 0 for r in results["rtf"]["ours"])

@@ -15,6 +15,8 @@ from pathlib import Path
 
 import numpy as np
 
+from ..experiments.paired import LEVEL, describe, paired_difference
+
 __all__ = ["headline", "summarise", "write_report"]
 
 
@@ -54,7 +56,24 @@ def summarise(results: dict) -> dict:
                       "params": _stats([float(r["params"]) for r in runs]),
                       "params_ratio": _stats([r["params"] / full["params"] for r in runs]),
                       "sizes": [r["sizes"] for r in runs]})
-    return {"table": table, "checks": _checks(results, table)}
+    per_seed = {key: {r["seed"]: 100 * r["metrics"]["test"]["pooled"] for r in runs} for key, runs in groups.items()}
+    return {"table": table, "checks": _checks(results, table), "paired": _paired(per_seed)}
+
+
+def _paired(per_seed: dict[tuple[str, str], dict[int, float]]) -> dict:
+    """Each relative-budget dynamic row minus the full model, the same sizes from scratch and pruned, paired by
+    seed: ``{model: {"dynamic 0.25": {"full": pair, "fixed": pair, "prune": pair}}}`` (EER points)."""
+    out: dict = defaultdict(dict)
+    for (model, label), seeds in per_seed.items():
+        if not label.startswith("dynamic ") or "MFLOP" in label:
+            continue
+        target = label.removeprefix("dynamic ")
+        others = {"full": (model, "baseline"), "fixed": (model, f"fixed {target}"), "prune": (model, f"prune {target}")}
+        pairs = {name: pair for name, key in others.items()
+                 if key in per_seed and (pair := paired_difference(seeds, per_seed[key])) is not None}
+        if pairs:
+            out[model][label] = pairs
+    return dict(out)
 
 
 def _same_size(rows: dict, model: str, run: str) -> dict[str, dict]:
@@ -127,6 +146,16 @@ def markdown(summary: dict, results: dict) -> str:
                      + " |")
     lines += ["", "## Checks", ""]
     lines += [f"- {'PASS' if c['passed'] else 'FAIL'}: {name}" for name, c in summary["checks"].items()]
+    if summary.get("paired"):
+        lines += ["", "## Paired by seed", "", (f"Dynamic run minus the other model of the same seed (EER points, mean "
+                  f"[{LEVEL:.0%} t interval]; 'no difference': the interval contains 0, the seeds cannot tell them "
+                  "apart; 'higher': the whole interval above 0, the dynamic run worse):"), "",
+                  "| model | run | minus full model | minus fixed (same sizes) | minus pruned (same sizes) |",
+                  "|---|---|---|---|---|"]
+        for model, runs in summary["paired"].items():
+            for label, pairs in runs.items():
+                lines.append(f"| {model} | {label} | " + " | ".join(describe(pairs.get(k)) for k in
+                                                                  ("full", "fixed", "prune")) + " |")
     return "\n".join(lines) + "\n"
 
 

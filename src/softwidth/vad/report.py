@@ -16,6 +16,7 @@ from pathlib import Path
 
 import numpy as np
 
+from ..experiments.paired import LEVEL, describe, paired_difference, pooled_difference
 from .data import SNR_BINS
 from .models import N_FFT, N_FREQ
 
@@ -92,12 +93,19 @@ def summarise(results: dict) -> dict:
                 for row in rows if row["variant"] in LEARNED
                 and (scratch := by_label.get((LEARNED[row["variant"]][0], row["target"]))) is not None}
         dynamic_wins = [won for (variant, _), won in wins.items() if variant == "dynamic"]
+        per_seed = {key: {r["seed"]: _eer(r) for r in rs} for key, rs in groups.items()}
+        paired = {(variant, target): pair for (variant, target) in wins
+                  if (pair := paired_difference(per_seed[variant, target],
+                                                per_seed[LEARNED[variant][0], target])) is not None}
         out["checks"][kind] = {
             "claim": f"<= {max_ratio:.0%} of the baseline's FLOP/s within +{max_increase} EER points",
             "met_by": [f"{row['variant']} {row['target']:g}" for row in passing],
             "met": bool(passing),
             "beats_fixed": {f"{variant} {target:g}": won for (variant, target), won in wins.items()},
             "dynamic_beats_fixed_everywhere": bool(dynamic_wins) and all(dynamic_wins),
+            "vs_fixed": {f"{variant} {target:g}": pair for (variant, target), pair in paired.items()},
+            "vs_fixed_pooled": {learned: pooled for learned in LEARNED
+                                if (pooled := pooled_difference(p for (v, _), p in paired.items() if v == learned))},
             "absolute_within_3pct": [abs(a["ratio_to_target"] - 1) <= 0.03 for a in out["models"][kind]["absolute"]],
         }
     peers = {k: v for k, v in results.get("peers", {}).items() if "skipped" not in v}
@@ -214,6 +222,14 @@ def markdown(summary: dict, results: dict) -> str:
         met = f"met by {', '.join(c['met_by'])}" if c["met"] else "NOT met"
         lines += ["", (f"Claim ({c['claim']}): {met}; beats the fixed-size model trained from scratch at the same "
                   f"sizes: {c['beats_fixed']}."), ""]
+        if c.get("vs_fixed"):
+            lines += [(f"Width-learning run minus the same sizes trained from scratch, paired by seed (EER points, "
+                       f"mean [{LEVEL:.0%} t interval]; 'no difference': the interval contains 0, the seeds cannot "
+                       "tell them apart; 'higher': the whole interval above 0, the width-learning run worse):"), ""]
+            lines += [f"- {label}: {describe(pair)}" for label, pair in c["vs_fixed"].items()]
+            lines += [f"- {learned}, every budget pooled: {describe(pair)}"
+                      for learned, pair in c["vs_fixed_pooled"].items()]
+            lines.append("")
         lines += ["EER by SNR range (points):", "", "| variant | target | " + " | ".join(SNR_BINS) + " |",
                   "|---|---|" + "---|" * len(SNR_BINS),
                   "| baseline | - | " + " | ".join(_fmt(b["snr"][s]) for s in SNR_BINS) + " |"]
