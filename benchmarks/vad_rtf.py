@@ -7,7 +7,8 @@ Two parts:
   test split), presented as stored;
 - ``now``: re-measured here in one run on the same 60 s of test audio (the first 60 s of the built corpus's
   ``test`` split, 8 canvases of 7.5 s): the study's trained seed-0 CRNNs (baseline and the dynamic runs at each
-  budget, weights from ``results/vad/runs``) in batch (one batch of the 8 canvases, STFT included) and
+  budget, weights from ``results/vad/runs``, or, where that folder is absent, the same sizes with initial
+  weights: the time does not depend on them) in batch (one batch of the 8 canvases, STFT included) and
   streaming (:class:`~softwidth.vad.stream.StreamingVAD`, 10 ms pushes), Silero VAD (its TorchScript model,
   ``audio_forward`` over the 60 s) and WebRTC VAD (one aggressiveness mode, 10 ms frames). Needs the corpus
   (``--corpus``); skipped with a message if it is absent.
@@ -23,8 +24,10 @@ from pathlib import Path
 import numpy as np
 import torch
 
+import softwidth as sw
 from softwidth.data.audio import read_audio
 from softwidth.vad.data import power_spectrum
+from softwidth.vad.models import build_model
 from softwidth.vad.models import SAMPLE_RATE
 from softwidth.vad.stream import StreamingVAD
 
@@ -71,7 +74,13 @@ def _now(settings: Settings, results: dict) -> list[dict]:
         if r["model"] != "crnn" or r["seed"] != 0 or r["kind"] not in ("baseline", "dynamic") or r.get("absolute"):
             continue
         task = {"model": "crnn", "kind": r["kind"], "seed": 0, **({"target": r["target"]} if "target" in r else {})}
-        model = load_run_model(out, task, r, config)
+        try:
+            model = load_run_model(out, task, r, config)
+            weights = "trained"
+        except FileNotFoundError:  # a checkout without the study's run folder: the time does not depend on weights
+            torch.manual_seed(0)
+            model = sw.consolidate(build_model("crnn", r["sizes"]).eval()).eval()
+            weights = "initial"
 
         def batch(model=model):
             with torch.no_grad():
@@ -84,7 +93,7 @@ def _now(settings: Settings, results: dict) -> list[dict]:
             vad.flush()
 
         b, s = time_call(batch, settings), time_call(stream, settings)
-        rows.append({"part": "now", "model": f"crnn {r['kind']}", "target": r.get("target"),
+        rows.append({"part": "now", "model": f"crnn {r['kind']}", "target": r.get("target"), "weights": weights,
                      "mflops_per_s": r["flops_per_s"] / 1e6, "batch_rtf": b["median_s"] / seconds,
                      "batch_rtf_min": b["min_s"] / seconds, "stream_rtf": s["median_s"] / seconds,
                      "stream_rtf_min": s["min_s"] / seconds})
@@ -117,6 +126,9 @@ def run(settings: Settings) -> dict:
         rows += _now(settings, results)
         notes.append("now rows: this run, the first 60 s of the test split; peers in the stream column: Silero "
                      "runs its streaming model chunk by chunk (512 samples), WebRTC frame by frame (10 ms).")
+        if any(row.get("weights") == "initial" for row in rows):
+            notes.append("now rows of our CRNNs: the study's sizes with initial weights (results/vad/runs, the "
+                         "trained weights, is not in this checkout; the time does not depend on the weights).")
     else:
         skipped = (f"re-measurement skipped: no built VAD corpus at {settings.corpus} (build it with "
                    "`softwidth data build vad` or pass --corpus)")

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import copy
+
 import numpy as np
 import pytest
 import torch
@@ -90,6 +92,37 @@ def test_bad_input_and_misuse_raise():
     assert vad.push(np.zeros(400)).size == 2
     with pytest.raises(sw.SoftWidthError, match="CRNN"):
         StreamingVAD(consolidated("transformer"))
+
+
+def test_a_crnn_changed_after_consolidation_is_refused_not_streamed_wrongly():
+    two_layers = copy.deepcopy(MODEL)
+    two_layers.gru = torch.nn.GRU(two_layers.gru.input_size, two_layers.gru.hidden_size, num_layers=2,
+                                  batch_first=True)
+    with pytest.raises(sw.SoftWidthError, match="one causal layer"):
+        StreamingVAD(two_layers)
+    padded = copy.deepcopy(MODEL)
+    padded.conv1.padding = (1,)
+    with pytest.raises(sw.SoftWidthError, match="causal k=3"):
+        StreamingVAD(padded)
+    swapped = copy.deepcopy(MODEL)
+    swapped.act1 = torch.nn.Tanh()
+    with pytest.raises(sw.SoftWidthError, match="consolidated CRNN"):
+        StreamingVAD(swapped)
+
+
+def test_the_streaming_network_copies_the_weights_once():
+    # the NumPy frame step reads the model when the stream is made: a later change of the model needs a new stream
+    model = copy.deepcopy(MODEL)
+    x = np.random.default_rng(1).normal(0, 0.1, 3200)
+    before = StreamingVAD(model)
+    with torch.no_grad():
+        model.head.bias.add_(5.0)
+    after = StreamingVAD(model)
+    p_before = np.concatenate([before.push(x), before.flush()])
+    p_after = np.concatenate([after.push(x), after.flush()])
+    assert (p_after > p_before).all()
+    with torch.no_grad():
+        np.testing.assert_allclose(p_after, torch.sigmoid(model(power_spectrum(x)[None]))[0].numpy(), atol=1e-5)
 
 
 def test_segments_threshold_bridge_pauses_and_drop_blips():

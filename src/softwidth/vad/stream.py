@@ -5,8 +5,14 @@ every 10 ms frame completed so far; :meth:`flush` ends the stream. Per frame it 
 400 samples centred on the frame (the first frame's window is reflect-padded like ``torch.stft(center=True)``; at
 the end of the stream the last window is reflect-padded the same way), the log-mel bands, then the causal conv
 stack (a 2-frame ring buffer of left context per convolution) and the GRU from its carried state. Frames that
-become complete in the same push run together, which gives the same numbers as running them one by one. Its output equals the batch model's
-``sigmoid(model(power_spectrum(audio)))`` (tested), and its memory does not grow with the stream's length.
+become complete in the same push run together, which gives the same numbers as running them one by one. Its output
+equals the batch model's ``sigmoid(model(power_spectrum(audio)))`` (tested), and its memory does not grow with the
+stream's length.
+
+The per-frame network runs in NumPy on weights copied from the model once (:class:`_FrameStep`: each BatchNorm folded
+into the scale and shift of what precedes it or into the convolution it follows, each causal convolution one matrix
+product over its 3-frame window): a 10 ms push then costs a few dozen NumPy calls instead of a few dozen PyTorch
+operator dispatches, about 20 times less time per frame on one CPU thread (docs/benchmarks.md, "stream" rows).
 
 :func:`segments` turns frame probabilities into speech segments (start, end in seconds) with a threshold, a
 minimum speech duration and a minimum pause.
@@ -35,16 +41,13 @@ class StreamingVAD:
     Use: ``probs = vad.push(chunk)`` for each chunk of float audio in [-1, 1] at 16 kHz (1-D), then
     ``probs = vad.flush()``; each call returns the probabilities ``(frames,)`` of the frames it completed.
     Frame ``t`` covers samples ``[160 t, 160 t + 160)``; it is emitted once sample ``160 t + 199`` has arrived
-    (frame 0: sample 200, for the reflected start).
+    (frame 0: sample 200, for the reflected start). The weights are copied from ``model`` when the stream is
+    made; after changing the model, make a new ``StreamingVAD``.
     """
 
     def __init__(self, model: nn.Module) -> None:
-        needed = ("mel", "norm0", "conv1", "norm1", "act1", "conv2", "norm2", "act2", "gru", "head")
-        if not all(hasattr(model, name) for name in needed) or not isinstance(model.gru, nn.GRU):
-            raise SoftWidthError("StreamingVAD needs a consolidated CRNN VAD (softwidth.vad.models.CRNNVAD after "
-                                 "softwidth.consolidate); Transformer VADs attend over 1 s chunks and do not stream "
-                                 "frame by frame")
         self.model = model.eval()
+        self._net = _FrameStep(self.model)  # raises SoftWidthError for anything but a consolidated CRNN
         self.window = torch.hann_window(N_FFT, dtype=torch.float64).numpy()
         self.reset()
 
@@ -53,9 +56,7 @@ class StreamingVAD:
         self._buffer = np.zeros(0, dtype=np.float64)  # samples not yet consumed, from sample self._offset
         self._offset = 0  # absolute index of self._buffer[0]
         self._frame = 0  # next frame to emit
-        self._conv_in: torch.Tensor | None = None  # (1, bands, 3) last inputs of conv1
-        self._conv_mid: torch.Tensor | None = None  # (1, conv1, 3) last activations into conv2
-        self._hidden: torch.Tensor | None = None
+        self._net.reset()
         self._samples = 0
         self._ended = False
 
@@ -109,28 +110,108 @@ class StreamingVAD:
         if not windows:
             return np.zeros(0, dtype=np.float32)
         spec = np.fft.rfft(np.stack(windows) * self.window, axis=1)
-        power = torch.from_numpy((spec.real ** 2 + spec.imag ** 2).astype(np.float32))
+        power = (spec.real ** 2 + spec.imag ** 2).astype(np.float32)
         self._frame += len(windows)
         drop = max(0, HOP * self._frame - _HALF) - self._offset  # samples no later frame needs
         if drop > 0:
             self._buffer = self._buffer[drop:]
             self._offset += drop
-        return self._steps(power)
+        return self._net(power)
 
-    @torch.no_grad()
-    def _steps(self, power: torch.Tensor) -> np.ndarray:
-        """Frames ``(n, 201)`` -> probabilities ``(n,)``, carrying the conv ring buffers and the GRU state."""
-        m = self.model
-        feat = m.norm0(m.mel(power.unsqueeze(0)).transpose(1, 2))  # (1, bands, n)
-        if self._conv_in is None:  # the batch model left-pads 4 zero frames: conv1 has seen 2 outputs of zeros
-            first = m.act1(m.norm1(m.conv1(torch.zeros(1, feat.shape[1], 3))))  # (1, conv1, 1)
-            self._conv_in = torch.zeros(1, feat.shape[1], 2)
-            self._conv_mid = torch.cat([first, first], dim=2)
-        x = torch.cat([self._conv_in, feat], dim=2)  # (1, bands, n + 2)
-        mid = torch.cat([self._conv_mid, m.act1(m.norm1(m.conv1(x)))], dim=2)  # (1, conv1, n + 2)
-        self._conv_in, self._conv_mid = x[:, :, -2:], mid[:, :, -2:]
-        out, self._hidden = m.gru(m.act2(m.norm2(m.conv2(mid))).transpose(1, 2), self._hidden)
-        return torch.sigmoid(m.head(out)).reshape(-1).numpy().astype(np.float32)
+
+class _FrameStep:
+    """The consolidated CRNN as NumPy arrays, run on consecutive frames with carried state.
+
+    ``step(power (n, 201) float32) -> probabilities (n,) float32``: log-mel (the model's bank and log offset), the
+    input BatchNorm as a per-band scale and shift, each causal ``Conv1d(k=3)`` with its BatchNorm folded in as one
+    product of the 3-frame window ``[x[t-2], x[t-1], x[t]]`` with a ``(3 * C_in, C_out)`` matrix, ReLU, then the GRU
+    cell (gates r, z, n as in ``torch.nn.GRU``) frame by frame, the linear head and a sigmoid. The state is the last
+    two frames into each convolution and the GRU's hidden vector; :meth:`reset` sets it to what the batch model
+    sees at the start (4 zero frames of left padding after the input norm).
+    """
+
+    def __init__(self, m: nn.Module) -> None:
+        _check_crnn(m)
+        with torch.no_grad():
+            self.bank = _array(m.mel.bank)
+            self.log_eps = float(torch.exp(m.mel(torch.zeros(1, self.bank.shape[0], dtype=m.mel.bank.dtype)))[0, 0])
+            self.scale0, self.shift0 = _affine(m.norm0)
+            self.w1, self.b1 = _folded_conv(m.conv1, m.norm1)
+            self.w2, self.b2 = _folded_conv(m.conv2, m.norm2)
+            gru = m.gru
+            self.hidden = gru.hidden_size
+            self.w_ih, self.w_hh = _array(gru.weight_ih_l0).T.copy(), _array(gru.weight_hh_l0).T.copy()
+            self.b_ih, self.b_hh = _array(gru.bias_ih_l0), _array(gru.bias_hh_l0)
+            self.w_out, self.b_out = _array(m.head.weight).T.copy(), _array(m.head.bias)
+        self.reset()
+
+    def reset(self) -> None:
+        self.conv_in = np.zeros((2, self.bank.shape[1]), dtype=self.bank.dtype)  # zero padding, after norm0
+        first = np.maximum(self.b1, 0)  # conv1's output on the zero padding
+        self.conv_mid = np.stack([first, first])
+        self.h = np.zeros(self.hidden, dtype=self.bank.dtype)
+
+    def __call__(self, power: np.ndarray) -> np.ndarray:
+        feat = np.log(power @ self.bank + self.log_eps) * self.scale0 + self.shift0  # (n, bands)
+        x = np.concatenate([self.conv_in, feat])
+        mid = np.concatenate([self.conv_mid, np.maximum(_windows(x) @ self.w1 + self.b1, 0)])
+        self.conv_in, self.conv_mid = x[-2:], mid[-2:]
+        gates_in = np.maximum(_windows(mid) @ self.w2 + self.b2, 0) @ self.w_ih + self.b_ih  # (n, 3 H)
+        size, h = self.hidden, self.h
+        out = np.empty((len(gates_in), size), dtype=h.dtype)
+        for t, gi in enumerate(gates_in):
+            gh = h @ self.w_hh + self.b_hh
+            rz = _sigmoid(gi[:2 * size] + gh[:2 * size])
+            candidate = np.tanh(gi[2 * size:] + rz[:size] * gh[2 * size:])
+            h = (1 - rz[size:]) * candidate + rz[size:] * h
+            out[t] = h
+        self.h = h
+        return _sigmoid(out @ self.w_out + self.b_out).reshape(-1).astype(np.float32)
+
+
+def _check_crnn(m: nn.Module) -> None:
+    parts = {"mel": None, "norm0": nn.BatchNorm1d, "conv1": nn.Conv1d, "norm1": nn.BatchNorm1d, "act1": nn.ReLU,
+             "conv2": nn.Conv1d, "norm2": nn.BatchNorm1d, "act2": nn.ReLU, "gru": nn.GRU, "head": nn.Linear}
+    ok = all(hasattr(m, name) and (cls is None or isinstance(getattr(m, name), cls)) for name, cls in parts.items())
+    if not ok or not isinstance(getattr(m.mel, "bank", None), torch.Tensor):
+        raise SoftWidthError("StreamingVAD needs a consolidated CRNN VAD (softwidth.vad.models.CRNNVAD after "
+                             "softwidth.consolidate); Transformer VADs attend over 1 s chunks and do not stream "
+                             "frame by frame")
+    gru = m.gru
+    if gru.num_layers != 1 or gru.bidirectional or not gru.bias or m.head.out_features != 1:
+        raise SoftWidthError("StreamingVAD: the CRNN's GRU must be one causal layer with biases and its head one "
+                             f"logit per frame, got {gru} and {m.head}")
+    for conv in (m.conv1, m.conv2):
+        if conv.kernel_size != (3,) or conv.stride != (1,) or conv.padding != (0,) or conv.dilation != (1,) \
+                or conv.groups != 1 or conv.bias is None:
+            raise SoftWidthError(f"StreamingVAD: the CRNN's convolutions must be causal k=3 as built, got {conv}")
+
+
+def _array(t: torch.Tensor) -> np.ndarray:
+    return t.detach().cpu().numpy().copy()
+
+
+def _affine(norm: nn.BatchNorm1d) -> tuple[np.ndarray, np.ndarray]:
+    """Eval-mode BatchNorm as ``x * scale + shift``."""
+    scale = norm.weight / torch.sqrt(norm.running_var + norm.eps)
+    return _array(scale), _array(norm.bias - norm.running_mean * scale)
+
+
+def _folded_conv(conv: nn.Conv1d, norm: nn.BatchNorm1d) -> tuple[np.ndarray, np.ndarray]:
+    """``norm(conv(x))`` as ``windows(x) @ w + b``: ``w[k * C_in + i, c] = weight[c, i, k] * scale[c]``."""
+    scale, shift = _affine(norm)
+    weight = _array(conv.weight) * scale[:, None, None]  # (C_out, C_in, 3)
+    w = np.ascontiguousarray(weight.transpose(2, 1, 0).reshape(-1, weight.shape[0]))
+    return w, _array(conv.bias) * scale + shift
+
+
+def _windows(x: np.ndarray) -> np.ndarray:
+    """``(n + 2, C) -> (n, 3 C)``: row ``t`` is frames ``t, t + 1, t + 2`` side by side."""
+    return np.concatenate([x[:-2], x[1:-1], x[2:]], axis=1)
+
+
+def _sigmoid(x: np.ndarray) -> np.ndarray:
+    return 0.5 * (1 + np.tanh(0.5 * x))  # no overflow warning for large |x|
 
 
 def segments(probs: np.ndarray, *, threshold: float = 0.5, min_speech: float = 0.1, min_pause: float = 0.2
