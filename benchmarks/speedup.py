@@ -12,7 +12,8 @@ weights: the time does not depend on them); the full model is the study's size w
   chunk (100 frames);
 - ResNet countermeasure: ``batch 32 x 4 s`` and ``batch 1 x 4 s`` clips of LFCC features (201 frames, 60 coefficients).
 
-Every setting runs in PyTorch eager (``runtime: torch``). The whole-tensor settings (not the Python streaming loop)
+The streaming settings run :class:`~softwidth.vad.stream.StreamingVAD`, whose per-frame network is NumPy
+(``runtime: numpy``); the whole-tensor settings run in PyTorch eager (``runtime: torch``). They
 run a second time in ONNX Runtime (``runtime: onnxruntime``, one intra-op thread, sequential execution, all graph
 optimizations), the consolidated and the full model each exported with :func:`softwidth.export.to_onnx` at the
 setting's input shape: what a deployed model gains, without eager PyTorch's per-operator cost (a tiny GRU's 800
@@ -149,19 +150,20 @@ def _ort_call(model, x: torch.Tensor, folder: Path, name: str):
     return lambda: session.run(None, feed)
 
 
-def _runtimes(kind: str, quick: bool) -> tuple[str, ...]:
-    """The runtimes of a model's whole-tensor settings (a quick run exports the CRNN only: exports take seconds)."""
-    if not has_onnxruntime() or (quick and kind != "crnn"):
-        return ("torch",)
-    return ("torch", "onnxruntime")
+def _with_onnx(kind: str, quick: bool) -> bool:
+    """Whether ``kind``'s whole-tensor settings also run in ONNX Runtime (a quick run exports the CRNN only:
+    exports take seconds)."""
+    return has_onnxruntime() and (not quick or kind == "crnn")
 
 
-def _cases(settings: dict, runtimes: tuple[str, ...]):
-    """Each (setting, runtime) pair to time: every setting in torch, the whole-tensor ones in the other runtimes."""
-    for runtime in runtimes:
-        for name, case in settings.items():
-            if runtime == "torch" or case[2] is not None:
-                yield (name, case), runtime
+def _cases(settings: dict, onnx: bool):
+    """``(name, case, runtime)`` to time: streaming in ``numpy`` (StreamingVAD's frame step), the whole-tensor
+    settings in ``torch`` and, with ``onnx``, again in ``onnxruntime``."""
+    for name, case in settings.items():
+        yield name, case, "numpy" if case[2] is None else "torch"
+    for name, case in settings.items():
+        if onnx and case[2] is not None:
+            yield name, case, "onnxruntime"
 
 
 def _time_kind(kind: str, sizes: dict, settings: Settings, folder: Path, rows: list, checks: list) -> None:
@@ -169,9 +171,8 @@ def _time_kind(kind: str, sizes: dict, settings: Settings, folder: Path, rows: l
     full_flops = _cost(kind, FULL[kind])
     targets = TARGETS[kind][:1] if settings.quick else TARGETS[kind]
     models = {"full": _plain(kind, FULL[kind])} | {target: _plain(kind, sizes[target]) for target in targets}
-    cases = _cases(_settings(kind, settings.quick), _runtimes(kind, settings.quick))
-    for (name, (make, seconds, x)), runtime in cases:
-        if runtime == "torch":
+    for name, (make, seconds, x), runtime in _cases(_settings(kind, settings.quick), _with_onnx(kind, settings.quick)):
+        if runtime != "onnxruntime":
             calls = {key: make(model) for key, model in models.items()}
         else:
             calls = {key: _ort_call(model, x, folder, f"{kind}-{key}-{x.shape[0]}") for key, model in models.items()}
@@ -187,7 +188,7 @@ def _time_kind(kind: str, sizes: dict, settings: Settings, folder: Path, rows: l
                          "full_ms": 1e3 * t_full["median_s"], "small_min_ms": 1e3 * t["min_s"],
                          "small_ms": 1e3 * t["median_s"], "rtf": t["median_s"] / seconds,
                          "speedup": speedup, "flops_ratio": ratio, "fraction": speedup / ratio})
-            label = name if runtime == "torch" else f"{name} {runtime}"
+            label = f"{name} {runtime}" if runtime == "onnxruntime" else name
             checks.append({"what": f"{kind} {label}, budget {target}: speed-up {speedup:.2f}x vs FLOP/s ratio "
                                    f"{ratio:.2f}x", "value": speedup / ratio, "target": f">= {FACTOR}",
                            "pass": speedup >= FACTOR * ratio})
@@ -215,7 +216,8 @@ def run(settings: Settings) -> dict:
                     ["fraction", "speed-up / FLOP/s ratio"]],
         "rows": rows, "checks": checks,
         "notes": notes + ["RTF = seconds of processing per second of audio (lower is faster).",
-                  ("runtime torch: PyTorch eager; onnxruntime: the same consolidated and full models exported with "
+                  ("runtime torch: PyTorch eager; numpy: StreamingVAD (STFT and per-frame network in NumPy, the "
+                   "weights copied from the model); onnxruntime: the same consolidated and full models exported with "
                    "softwidth.export.to_onnx at the setting's input shape, ONNX Runtime CPU, one thread."),
                   ("VAD FLOP/s exclude the STFT (shared by all models, 0.96 MFLOP/s); the stream settings include "
                    "it. Countermeasure FLOP/s and times exclude the LFCC front-end.")],
