@@ -21,6 +21,7 @@ BLOCKS = {  # block name -> results file copied verbatim (headings demoted by on
     "vad-freeze30": "results/vad_pilots/study_freeze30/headline.md",
     "vad-mel-grad": "results/vad_pilots/mel_grad.md",
     "vad-shape-grad": "results/vad_pilots/study_shape_grad/headline.md",
+    "vad-uniform": "results/vad_pilots/uniform.md",
     "antispoof": "results/antispoof/summary.md",
     "antispoof-headline": "results/antispoof/headline.md",
     "antispoof-pilot": "results/antispoof_pilots/schedule.md",
