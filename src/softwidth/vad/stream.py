@@ -12,7 +12,7 @@ stream's length.
 The per-frame network runs in NumPy on weights copied from the model once (:class:`_FrameStep`: each BatchNorm folded
 into the scale and shift of what precedes it or into the convolution it follows, each causal convolution one matrix
 product over its 3-frame window): a 10 ms push then costs a few dozen NumPy calls instead of a few dozen PyTorch
-operator dispatches, about 20 times less time per frame on one CPU thread (docs/benchmarks.md, "stream" rows).
+operator dispatches, about four times faster end to end on one CPU thread (docs/benchmarks.md, "stream" rows).
 
 :func:`segments` turns frame probabilities into speech segments (start, end in seconds) with a threshold, a
 minimum speech duration and a minimum pause.
@@ -122,12 +122,12 @@ class StreamingVAD:
 class _FrameStep:
     """The consolidated CRNN as NumPy arrays, run on consecutive frames with carried state.
 
-    ``step(power (n, 201) float32) -> probabilities (n,) float32``: log-mel (the model's bank and log offset), the
-    input BatchNorm as a per-band scale and shift, each causal ``Conv1d(k=3)`` with its BatchNorm folded in as one
-    product of the 3-frame window ``[x[t-2], x[t-1], x[t]]`` with a ``(3 * C_in, C_out)`` matrix, ReLU, then the GRU
-    cell (gates r, z, n as in ``torch.nn.GRU``) frame by frame, the linear head and a sigmoid. The state is the last
-    two frames into each convolution and the GRU's hidden vector; :meth:`reset` sets it to what the batch model
-    sees at the start (4 zero frames of left padding after the input norm).
+    Called as ``step(power (n, 201) float32) -> probabilities (n,) float32``: log-mel (the model's bank and log
+    offset), the input BatchNorm as a per-band scale and shift, each causal ``Conv1d(k=3)`` with its BatchNorm
+    folded in as one product of the 3-frame window ``[x[t-2], x[t-1], x[t]]`` with a ``(3 * C_in, C_out)`` matrix,
+    ReLU, then the GRU cell (gates r, z, n as in ``torch.nn.GRU``) frame by frame, the linear head and a sigmoid.
+    The state is the last two frames into each convolution and the GRU's hidden vector; :meth:`reset` sets it to
+    what the batch model sees at the start (4 zero frames of left padding after the input norm).
     """
 
     def __init__(self, m: nn.Module) -> None:
@@ -177,8 +177,10 @@ def _check_crnn(m: nn.Module) -> None:
         raise SoftWidthError("StreamingVAD needs a consolidated CRNN VAD (softwidth.vad.models.CRNNVAD after "
                              "softwidth.consolidate); Transformer VADs attend over 1 s chunks and do not stream "
                              "frame by frame")
+    if not all(n.affine and n.track_running_stats for n in (m.norm0, m.norm1, m.norm2)):
+        raise SoftWidthError("StreamingVAD: the CRNN's BatchNorms must have weights and running statistics, as built")
     gru = m.gru
-    if gru.num_layers != 1 or gru.bidirectional or not gru.bias or m.head.out_features != 1:
+    if gru.num_layers != 1 or gru.bidirectional or not gru.bias or m.head.out_features != 1 or m.head.bias is None:
         raise SoftWidthError("StreamingVAD: the CRNN's GRU must be one causal layer with biases and its head one "
                              f"logit per frame, got {gru} and {m.head}")
     for conv in (m.conv1, m.conv2):
