@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import statistics
 import sys
 from dataclasses import replace
 from pathlib import Path
@@ -107,20 +108,15 @@ def report(study: dict, uniform: list[dict]) -> str:
         for bucket, pair in zip(pooled[kind], pairs):
             bucket.append(pair)
         values = list(mine.values())
-        spread = f" ± {_std(values):.2f}" if len(values) > 1 else ""
+        spread = f" ± {statistics.stdev(values):.2f}" if len(values) > 1 else ""
         sizes = "/".join(str(v) for v in runs[0]["sizes"].values())
         lines.append(f"| {kind} | {target:g} | {sizes} | {runs[0]['flops_per_s'] / base:.3f} | "
-                     f"{sum(values) / len(values):.2f}{spread} | {describe(pairs[0])} | {describe(pairs[1])} |")
+                     f"{statistics.mean(values):.2f}{spread} | {describe(pairs[0])} | {describe(pairs[1])} |")
     lines += ["", "Every budget pooled:", ""]
     for kind, (dyn, fix) in pooled.items():
         lines.append(f"- {kind}: dynamic - uniform {describe(pooled_difference(dyn))}; fixed at learned sizes - "
                      f"uniform {describe(pooled_difference(fix))}")
     return "\n".join(lines) + "\n"
-
-
-def _std(values: list[float]) -> float:
-    mean = sum(values) / len(values)
-    return (sum((v - mean) ** 2 for v in values) / (len(values) - 1)) ** 0.5
 
 
 def main(argv: list[str] | None = None) -> int:
