@@ -85,31 +85,27 @@ class StreamingVAD:
         return self._emit(final=True)
 
     # -- frames --------------------------------------------------------------------------------------
-    def _window(self, t: int, final: bool) -> np.ndarray | None:
-        """The 400 samples of frame ``t`` (centred on sample ``160 t``), or None if not yet available.
+    def _windows(self, final: bool) -> np.ndarray:
+        """The 400 samples of every frame from ``self._frame`` on whose window is complete: ``(frames, 400)``.
 
-        Indices outside the signal are reflected like ``torch.stft(center=True)``: ``-i -> i`` at the start and
-        ``n - 1 + i -> n - 1 - i`` at the end (only once the stream has ended and ``n`` is known).
+        Frame ``t`` is centred on sample ``160 t``; it is complete once sample ``max(200, 160 t + 199)`` has arrived
+        (or, once the stream has ended, for every ``t < samples // 160``). Indices outside the signal are reflected
+        like ``torch.stft(center=True)``: ``-i -> i`` at the start and ``n - 1 + i -> n - 1 - i`` at the end.
         """
-        idx = np.abs(np.arange(HOP * t - _HALF, HOP * t + _HALF))
-        if idx.max() >= self._samples:
-            if not final:
-                return None
-            idx = np.where(idx >= self._samples, 2 * (self._samples - 1) - idx, idx)
+        n = self._samples
+        stop = n // HOP if final else ((n - _HALF) // HOP + 1 if n > _HALF else 0)
+        frames = np.arange(self._frame, stop)
+        idx = np.abs(HOP * frames[:, None] + np.arange(-_HALF, _HALF))
+        if final:
+            idx = np.where(idx >= n, 2 * (n - 1) - idx, idx)
         return self._buffer[idx - self._offset]
 
     def _emit(self, final: bool) -> np.ndarray:
         """Run every frame whose window is complete (all at once: the result is the same as one by one)."""
-        windows = []
-        total = self._samples // HOP if final else None
-        while total is None or self._frame + len(windows) < total:
-            samples = self._window(self._frame + len(windows), final)
-            if samples is None:
-                break
-            windows.append(samples)
-        if not windows:
+        windows = self._windows(final)
+        if not len(windows):
             return np.zeros(0, dtype=np.float32)
-        spec = np.fft.rfft(np.stack(windows) * self.window, axis=1)
+        spec = np.fft.rfft(windows * self.window, axis=1)
         power = (spec.real ** 2 + spec.imag ** 2).astype(np.float32)
         self._frame += len(windows)
         drop = max(0, HOP * self._frame - _HALF) - self._offset  # samples no later frame needs
