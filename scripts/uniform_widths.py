@@ -109,7 +109,7 @@ def report(study: dict, uniform: list[dict]) -> str:
             bucket.append(pair)
         values = list(mine.values())
         spread = f" ± {statistics.stdev(values):.2f}" if len(values) > 1 else ""
-        sizes = "/".join(str(v) for v in runs[0]["sizes"].values())
+        sizes = ", ".join(f"{name}={size}" for name, size in runs[0]["sizes"].items())
         lines.append(f"| {kind} | {target:g} | {sizes} | {runs[0]['flops_per_s'] / base:.3f} | "
                      f"{statistics.mean(values):.2f}{spread} | {describe(pairs[0])} | {describe(pairs[1])} |")
     lines += ["", "Every budget pooled:", ""]
