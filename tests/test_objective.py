@@ -154,7 +154,7 @@ def test_penalty_state_dict_round_trip():
 def test_controller_relative_and_absolute_targets():
     model, _ = _mlp(init=(5.3, 3.7))
     full = _chain_cost((8, 12, 10, 1), "flops")
-    rel = BudgetController(model, target=0.4)
+    rel = BudgetController(model, target=0.4, update="dual")
     assert rel.full == pytest.approx(full, rel=1e-6)
     assert rel.target == pytest.approx(0.4 * full, rel=1e-6)
     absolute = BudgetController(model, target=0.4 * full, relative=False)
@@ -199,7 +199,7 @@ def test_controller_rejects_a_target_no_integer_widths_meet():
 
 def test_controller_step_is_dual_ascent():
     model, widths = _mlp(init=(12.0, 10.0))
-    c = BudgetController(model, target=0.5, step_size=0.1)
+    c = BudgetController(model, target=0.5, step_size=0.1, update="dual")
     c.step()  # at full size: cost / target - 1 = 1
     assert c.multiplier == pytest.approx(0.1)
     c.step()
@@ -216,7 +216,7 @@ def test_controller_step_is_dual_ascent():
 
 def test_controller_penalty_pushes_widths_down():
     model, (a, b) = _mlp(init=(9.0, 7.0))
-    c = BudgetController(model, target=0.3)
+    c = BudgetController(model, target=0.3, update="dual")
     c.multiplier = 1.0
     c.penalty().backward()
     assert float(a.value.grad) > 0 and float(b.value.grad) > 0
@@ -224,11 +224,11 @@ def test_controller_penalty_pushes_widths_down():
 
 def test_controller_state_dict_round_trip(tmp_path):
     model, _ = _mlp()
-    c = BudgetController(model, target=0.5, step_size=0.3)
+    c = BudgetController(model, target=0.5, step_size=0.3, update="dual")
     c.step()
     c.step()
     torch.save(c.state_dict(), tmp_path / "c.pt")
-    other = BudgetController(model, target=0.8)
+    other = BudgetController(model, target=0.8, update="dual")
     other.load_state_dict(torch.load(tmp_path / "c.pt", weights_only=True))
     assert other.multiplier == c.multiplier == pytest.approx(0.6)
     assert other.target == c.target
@@ -342,3 +342,70 @@ def test_enforce_budget_trades_a_step_when_growing_alone_stops_short():
     cost = _cost(model)
     assert result == {a.label: 25, b.label: 63}
     assert cost == pytest.approx(_chain_cost((8, 25, 63, 1), "flops")) and 0.98 * target <= cost <= target
+
+
+# -- the projection update and proportional rounding --------------------------------------------------------
+
+def test_projection_lands_on_the_goal_along_the_cost_gradient():
+    """After one step at full size with glide 0 the cost is exactly the target, and each width moved by
+    ``mu * max_size^2 * dC/dK`` (the range metric) for one common ``mu``."""
+    model, (a, b) = _mlp((8, 12, 10, 1))
+    c = BudgetController(model, target=0.5, glide_steps=0)
+    for w in (a, b):
+        w.value.grad = torch.zeros(())
+    values = [a.value, b.value]
+    grads = torch.autograd.grad(model_cost(model) / c.target, values)
+    c.step()
+    assert _cost(model) == pytest.approx(c.target, rel=1e-9) and _cost(model) <= c.target
+    moved = [w.max_size - float(w.value.detach()) for w in (a, b)]
+    expected = [w.max_size**2 * float(g) for w, g in zip((a, b), grads)]
+    assert moved[0] / moved[1] == pytest.approx(expected[0] / expected[1], rel=1e-6)
+    assert c.multiplier == 0.0  # no task gradient: no price
+
+
+def test_projection_glides_to_the_target_and_stays_there():
+    model, widths = _mlp((8, 24, 24, 1))
+    c = BudgetController(model, target=0.25, glide_steps=8)
+    torch.manual_seed(0)
+    ratios = []
+    for _ in range(20):
+        for w in widths:  # a task gradient that asks for more features, as a real one does
+            w.value.grad = -torch.rand(()) * 1e3
+            with torch.no_grad():
+                w.value.sub_(0.01 * float(w.value.grad))
+                w.project_()
+        c.step()
+        ratios.append(_cost(model) / c.target)
+    assert all(b <= a + 1e-9 for a, b in zip(ratios[:8], ratios[1:8]))  # the glide only goes down
+    assert ratios[6] > 1.0 and all(0.999 <= r <= 1.0 + 1e-9 for r in ratios[7:])  # on the target from then on
+    assert c.multiplier > 0
+
+
+def test_projection_refuses_bad_options():
+    model, _ = _mlp()
+    for kwargs, message in (({"update": "pid"}, "update must be"), ({"glide_steps": -1}, "glide_steps must be"),
+                            ({"unit": "flops"}, "unit must be")):
+        with pytest.raises(SoftWidthError, match=message):
+            BudgetController(model, target=0.5, **kwargs)
+
+
+def test_enforce_budget_scales_learned_widths_up_to_the_budget():
+    """Widths learned below the budget keep their proportions when scaled up (the common scale may exceed 1)."""
+    model, (a, b) = _mlp((8, 64, 64, 1), init=(10.0, 20.0))
+    target = _chain_cost((8, 20, 40, 1), "flops")
+    sizes = enforce_budget(model, target)
+    assert sizes == {a.label: 20, b.label: 40}
+
+
+@settings(max_examples=40, deadline=None)
+@given(st.floats(16.0, 60.0), st.floats(16.0, 60.0), st.floats(16.0, 60.0), st.sampled_from([1, 2]))
+def test_enforce_budget_rounds_widths_at_the_target_within_one_step(x, y, z, step):
+    """Real-valued widths whose cost is already the target are each rounded to within one step of their value
+    (on a grid fine enough that some such rounding lands within 3 % of the target: widths of 16 and more)."""
+    model, widths = _mlp((8, 64, 64, 64, 1), multiple_of=step, min_size=float(step))
+    _set(widths, (x, y, z))
+    target = _cost(model)
+    sizes = enforce_budget(model, target)
+    assert _cost(model) <= target * (1 + 1e-9)
+    for w, value in zip(widths, (x, y, z)):
+        assert abs(sizes[w.label] - value) <= step + 1e-6, (sizes, (x, y, z))

@@ -388,12 +388,31 @@ def test_width_learning_rate_follows_the_schedule(monkeypatch):
     model, _ = _model()
     schedule = Schedule(warmup=0.0, anneal_start=0.25, freeze=0.75, width_lr_end=0.1)
     # shrink=False: the frozen phase keeps the original optimizer, so the factor is seen to its end
-    sw.fit(model, _data(), loss_fn=_mse, config=_config(schedule=schedule, shrink=False),
+    sw.fit(model, _data(), loss_fn=_mse, config=_config(schedule=schedule, shrink=False, width_optimizer="adam"),
            cost_term=CostPenalty(model, weight=0.5))
     factors = [f[0] for f in seen]
     assert all(len(f) == 2 and f[0] == f[1] for f in seen)  # one group per width, same factor
     assert factors[0] == 1.0 and min(factors) == pytest.approx(0.1)
     assert all(b <= a + 1e-12 for a, b in zip(factors, factors[1:]))
+
+
+def test_shared_width_optimizer_follows_the_schedule(monkeypatch):
+    """The default WidthSGD steps only while widths learn, with its lr scaled by Schedule.width_lr_factor."""
+    seen = []
+    original = sw.WidthSGD.step
+
+    def spy(self, *args, **kwargs):
+        seen.append(self.param_groups[0]["lr"] / self.param_groups[0]["base_lr"])
+        return original(self, *args, **kwargs)
+
+    monkeypatch.setattr(sw.WidthSGD, "step", spy)
+    model, _ = _model()
+    schedule = Schedule(warmup=0.0, anneal_start=0.25, freeze=0.75, width_lr_end=0.1)
+    sw.fit(model, _data(), loss_fn=_mse, config=_config(schedule=schedule), cost_term=CostPenalty(model, weight=0.5))
+    total = EPOCHS * len(_data())
+    assert len(seen) == round(0.75 * total)  # not during the frozen phase
+    assert seen[0] == 1.0 and min(seen) == pytest.approx(schedule.width_lr_factor(0.75 - 1 / total))
+    assert all(b <= a + 1e-12 for a, b in zip(seen, seen[1:]))
 
 
 @pytest.mark.parametrize("lr_decay", ["constant", "cosine"])
@@ -411,7 +430,8 @@ def test_weights_learning_rate_follows_lr_decay(monkeypatch, lr_decay):
     monkeypatch.setattr(torch.optim.Adam, "step", spy)
     model, _ = _model()
     schedule = Schedule(warmup=0.0, anneal_start=0.25, freeze=0.75, width_lr_end=0.1)
-    sw.fit(model, _data(), loss_fn=_mse, config=_config(schedule=schedule, lr_decay=lr_decay),
+    sw.fit(model, _data(), loss_fn=_mse,
+           config=_config(schedule=schedule, lr_decay=lr_decay, width_optimizer="adam"),
            cost_term=CostPenalty(model, weight=0.5))
     total = EPOCHS * len(_data())
     assert len(seen) == total

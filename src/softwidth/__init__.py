@@ -19,6 +19,7 @@ from .probe import profile
 from .schedule import Schedule
 from .train import FitConfig, fit
 from .width import Width
+from .width_optim import WidthSGD
 
 __version__ = "0.1.0"
 
@@ -30,6 +31,7 @@ __all__ = [
     "Schedule",
     "SoftWidthError",
     "Width",
+    "WidthSGD",
     "concat",
     "consolidate",
     "cost",

@@ -110,6 +110,12 @@ def _data_check(args: argparse.Namespace) -> None:
     print(json.dumps(result, indent=2, sort_keys=True))
 
 
+def _trace(args: argparse.Namespace) -> None:
+    from .trace import plot_trace
+
+    print(f"width trace plotted to {plot_trace(args.run_dir, args.out)}")
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="softwidth", description=__doc__.splitlines()[0])
     sub = parser.add_subparsers(dest="command", required=True)
@@ -143,6 +149,10 @@ def build_parser() -> argparse.ArgumentParser:
     swp.add_argument("--out", type=Path, default=None, help="output folder (default results/sweep_<case study>)")
     swp.add_argument("--resume", action="store_true", help="reuse the points an interrupted sweep finished")
     swp.set_defaults(func=_sweep)
+    trace = sub.add_parser("trace", help="plot a run's width trace (trace.csv of fit(..., FitConfig(trace=True)))")
+    trace.add_argument("run_dir", type=Path, help="a run folder holding trace.csv, or the CSV itself")
+    trace.add_argument("--out", type=Path, default=None, help="PNG to write (default: trace.png beside the CSV)")
+    trace.set_defaults(func=_trace)
     data = sub.add_parser("data", help="speech corpora built offline from Debian packages")
     data_sub = data.add_subparsers(dest="data_command", required=True)
     build = data_sub.add_parser("build", help="build (or finish building) a corpus; idempotent and resumable")

@@ -97,6 +97,9 @@ class WidthScheduler:
         self.controller = controller
         self.steps = 0
         self.frozen = False
+        if controller is not None and getattr(controller, "glide_steps", 0) is None:
+            # the budget's glide: half the width-learning phase before annealing (at least one step)
+            controller.glide_steps = max(1, round(0.5 * (schedule.anneal_start - schedule.warmup) * total_steps))
         self.apply()
 
     @property

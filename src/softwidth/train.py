@@ -37,11 +37,14 @@ from .objective import model_cost
 from .optim import width_modules
 from .schedule import Schedule, WidthScheduler
 from .shrink import Shrunk, shrink
+from .trace import WidthTrace
+from .width_optim import WidthSGD
 
 __all__ = ["FitConfig", "FitResult", "evaluate", "fit"]
 
 CHECKPOINT, PREVIOUS, TEMPORARY = "checkpoint.pt", "checkpoint.prev.pt", "checkpoint.tmp"
 LR_DECAYS = ("constant", "cosine")
+WIDTH_OPTIMIZERS = ("shared", "adam")
 
 LossFn = Callable[[nn.Module, object], torch.Tensor]
 
@@ -60,6 +63,11 @@ class FitConfig:
     ``lr_decay``: the weights' learning rate over the run: ``"constant"`` (``lr`` throughout) or ``"cosine"``
     (half a cosine from ``lr`` at the first step to 0 after the last, as in SGDR without restarts); the
     widths' own rate follows the schedule either way. ``finetune_lr`` stays constant.
+    ``width_optimizer``: ``"shared"`` (default) trains the widths with :class:`~softwidth.WidthSGD` (momentum SGD,
+    one second-moment estimate shared by all widths, steps in fractions of each width's range), so their relative
+    speeds follow their gradients; ``"adam"``, the earlier rule, gives each width its own Adam group, which makes
+    every width move at about the same speed (docs/method.md). ``trace``: record every width-learning step
+    (:class:`~softwidth.trace.WidthTrace`) in :attr:`FitResult.trace` and ``out_dir/trace.csv``.
     """
 
     epochs: int = 20
@@ -73,6 +81,8 @@ class FitConfig:
     shrink: bool = True
     lr_decay: str = "constant"
     progress: bool = True
+    width_optimizer: str = "shared"
+    trace: bool = False
 
     def __post_init__(self) -> None:
         if isinstance(self.epochs, bool) or not isinstance(self.epochs, int) or self.epochs < 1:
@@ -90,8 +100,12 @@ class FitConfig:
                 raise SoftWidthError(f"FitConfig: {name} must be a finite number > 0, got {value!r}")
         if self.lr_decay not in LR_DECAYS:
             raise SoftWidthError(f"FitConfig: lr_decay must be one of {', '.join(LR_DECAYS)}, got {self.lr_decay!r}")
-        if not isinstance(self.shrink, bool):
-            raise SoftWidthError(f"FitConfig: shrink must be True or False, got {self.shrink!r}")
+        for name in ("shrink", "trace"):
+            if not isinstance(getattr(self, name), bool):
+                raise SoftWidthError(f"FitConfig: {name} must be True or False, got {getattr(self, name)!r}")
+        if self.width_optimizer not in WIDTH_OPTIMIZERS:
+            raise SoftWidthError(f"FitConfig: width_optimizer must be one of {', '.join(WIDTH_OPTIMIZERS)}, "
+                                 f"got {self.width_optimizer!r}")
         if not isinstance(self.schedule, Schedule):
             raise SoftWidthError(f"FitConfig: schedule must be a Schedule, got {type(self.schedule).__name__}")
 
@@ -104,6 +118,7 @@ class FitResult:
     consolidated: nn.Module
     history: list[dict]
     widths: dict[str, dict]
+    trace: list[dict] = field(default_factory=list)
 
 
 def evaluate(model: nn.Module, data: Iterable, loss_fn: LossFn) -> float:
@@ -155,6 +170,8 @@ def fit(model: nn.Module, train_data: Iterable, *, loss_fn: LossFn, config: FitC
         raise SoftWidthError("fit: train_data is empty")
     total = config.epochs * steps_per_epoch
     optimizer = torch.optim.Adam(_groups(model, config, total), lr=config.lr, weight_decay=config.weight_decay)
+    width_opt = _width_optimizer(model, config, total)
+    trace = WidthTrace() if config.trace else None
     scheduler = WidthScheduler(model, config.schedule, total_steps=total, controller=cost_term)
     distributed.setup()  # under torchrun: join the process group (nothing in a single process)
     main = distributed.is_main()  # only rank 0 writes files and shows progress
@@ -166,7 +183,7 @@ def fit(model: nn.Module, train_data: Iterable, *, loss_fn: LossFn, config: FitC
         for stale in (out / TEMPORARY, out / "log.tmp") if main else ():  # left by a killed run: never trusted
             stale.unlink(missing_ok=True)
         if resume and ((out / CHECKPOINT).exists() or (out / PREVIOUS).exists()):
-            start, history = _resume(out, model, optimizer, scheduler, cost_term)
+            start, history = _resume(out, model, (optimizer, width_opt, trace), scheduler, cost_term)
             if main:
                 _write_csv(out / "log.csv", history)  # the log may be an epoch ahead of the checkpoint used
     distributed._replicate(model, steps_per_epoch=steps_per_epoch, start_epoch=start)
@@ -194,6 +211,8 @@ def fit(model: nn.Module, train_data: Iterable, *, loss_fn: LossFn, config: FitC
                 where = _nonfinite(net, loss_fn, batch, task)
                 raise SoftWidthError(f"fit: loss became {float(loss)} at {at}; {where}")
             opt.zero_grad(set_to_none=True)
+            if width_opt is not None:
+                width_opt.zero_grad(set_to_none=True)
             _set_weight_lr(opt, config, scheduler.progress)
             loss.backward()
             distributed.average_gradients(net)  # torchrun: every rank takes the same step
@@ -201,11 +220,17 @@ def fit(model: nn.Module, train_data: Iterable, *, loss_fn: LossFn, config: FitC
             if bad:  # refuse the step, so NaN never enters a weight or a width
                 raise SoftWidthError(f"fit: non-finite gradient at {at} in {', '.join(bad[:5])}; the step was not "
                                      "taken (lower the learning rate, check the loss for log(0), sqrt(0), x/0)")
+            if trace is not None and scheduler.widths_learning:
+                trace.record(model, cost_term, step=scheduler.steps, progress=scheduler.progress)
             opt.step()
+            if width_opt is not None and scheduler.widths_learning:
+                width_opt.step()
             if cost_term is not None and scheduler.widths_learning:
                 cost_term.step()
             scheduler.step()
             _scale_width_lr(optimizer, config.schedule.width_lr_factor(scheduler.progress))
+            if width_opt is not None:
+                width_opt.scale_lr(config.schedule.width_lr_factor(scheduler.progress))
             task_sum += float(task.detach())
         if shrunk is not None:  # logs, checkpoints and the next epoch see the dynamic model
             check_finite(shrunk.model, where=f"fit: after epoch {epoch + 1}")
@@ -220,7 +245,9 @@ def fit(model: nn.Module, train_data: Iterable, *, loss_fn: LossFn, config: FitC
         bar.set_postfix({k: f"{v:.4g}" for k, v in row.items() if k in ("train_task", "val_task", "cost")})
         if out is not None and main:
             _write_csv(out / "log.csv", history)
-            _save(out, epoch + 1, model, optimizer, scheduler, cost_term, history)
+            if trace is not None:
+                trace.write(out / "trace.csv")
+            _save(out, epoch + 1, model, (optimizer, width_opt, trace), scheduler, cost_term, history)
         if board is not None:
             write_row(board, row)
     if board is not None:
@@ -234,7 +261,8 @@ def fit(model: nn.Module, train_data: Iterable, *, loss_fn: LossFn, config: FitC
     plain.eval()
     if out is not None and main:
         save_consolidated(plain, out / "consolidated", widths=widths(model))
-    return FitResult(model=model, consolidated=plain, history=history, widths=widths(model))
+    return FitResult(model=model, consolidated=plain, history=history, widths=widths(model),
+                     trace=trace.rows if trace is not None else [])
 
 
 def _shrink(model: nn.Module, optimizer: torch.optim.Optimizer) -> tuple[Shrunk | None, bool]:
@@ -277,14 +305,29 @@ def _nonfinite(model: nn.Module, loss_fn: LossFn, batch, task: torch.Tensor) -> 
     return str(locate_nonfinite(model, lambda: loss_fn(model, batch)))
 
 
+def _width_rate(config: FitConfig, total_steps: int) -> float:
+    """The widths' step as a fraction of their range per step (``width_lr``, or ``width_travel`` crossings)."""
+    s = config.schedule
+    learning_steps = max(1.0, (s.freeze - s.warmup) * total_steps)
+    return config.width_lr if config.width_lr is not None else config.width_travel / learning_steps
+
+
+def _width_optimizer(model: nn.Module, config: FitConfig, total_steps: int) -> WidthSGD | None:
+    """The widths' own optimizer under ``width_optimizer="shared"`` (``None``: no widths, or the Adam groups)."""
+    ws = width_modules(model)
+    if config.width_optimizer != "shared" or not ws:
+        return None
+    return WidthSGD(ws, lr=_width_rate(config, total_steps))
+
+
 def _groups(model: nn.Module, config: FitConfig, total_steps: int) -> list[dict]:
     ws = width_modules(model)
     ids = {id(w.value) for w in ws}
     groups = [{"params": [p for p in model.parameters() if id(p) not in ids]}]
-    s = config.schedule
-    learning_steps = max(1.0, (s.freeze - s.warmup) * total_steps)
+    if config.width_optimizer == "shared":
+        return groups
     for w in ws:
-        rel = config.width_lr if config.width_lr is not None else config.width_travel / learning_steps
+        rel = _width_rate(config, total_steps)
         groups.append({"params": [w.value], "lr": rel * w.max_size, "base_lr": rel * w.max_size,
                        "weight_decay": 0.0, "width": w.label})
     return groups
@@ -348,14 +391,17 @@ def _write_csv(path: Path, history: list[dict]) -> None:
     os.replace(tmp, path)
 
 
-def _save(out: Path, epoch: int, model, optimizer, scheduler, cost_term, history) -> None:
+def _save(out: Path, epoch: int, model, optimizers, scheduler, cost_term, history) -> None:
     """Write the checkpoint of ``epoch`` and keep the previous one as ``checkpoint.prev.pt``.
 
     The new file is complete and on disk (fsync) before any rename, and each ``os.replace`` is atomic, so
     a kill at any instant leaves a loadable ``checkpoint.pt`` or ``checkpoint.prev.pt`` (or both).
     """
+    optimizer, width_opt, trace = optimizers
     state = {
         "epoch": epoch, "model": model.state_dict(), "optimizer": optimizer.state_dict(),
+        "width_optimizer": width_opt.state_dict() if width_opt is not None else None,
+        "trace": trace.state_dict() if trace is not None else None,
         "scheduler": scheduler.state_dict(), "cost_term": cost_term.state_dict() if cost_term else None,
         "history": history, "rng": torch.get_rng_state(),
     }
@@ -386,30 +432,35 @@ def _fsync_dir(path: Path) -> None:
         os.close(fd)
 
 
-def _resume(out: Path, model, optimizer, scheduler, cost_term) -> tuple[int, list[dict]]:
+def _resume(out: Path, model, optimizers, scheduler, cost_term) -> tuple[int, list[dict]]:
     """Load ``checkpoint.pt``, falling back (with a warning) to ``checkpoint.prev.pt``."""
     current, previous = out / CHECKPOINT, out / PREVIOUS
     try:
-        return _load(current, model, optimizer, scheduler, cost_term)
+        return _load(current, model, optimizers, scheduler, cost_term)
     except (SoftWidthError, FileNotFoundError) as err:
         first = str(err) if isinstance(err, SoftWidthError) else f"fit: cannot resume from {current}: missing"
     if not previous.exists():
         raise SoftWidthError(first)
     warnings.warn(f"{first}; using the previous checkpoint {previous}", stacklevel=3)
     try:
-        return _load(previous, model, optimizer, scheduler, cost_term)
+        return _load(previous, model, optimizers, scheduler, cost_term)
     except SoftWidthError as err:
         raise SoftWidthError(f"{first}; and {err}; delete {out} or resume=False to start afresh") from None
 
 
-def _load(path: Path, model, optimizer, scheduler, cost_term) -> tuple[int, list[dict]]:
+def _load(path: Path, model, optimizers, scheduler, cost_term) -> tuple[int, list[dict]]:
     if not path.exists():
         raise FileNotFoundError(path)
+    optimizer, width_opt, trace = optimizers
     try:
         # weights_only: tensors and plain containers only, so a crafted pickle cannot run code
         state = torch.load(path, weights_only=True)
         model.load_state_dict(state["model"])
         optimizer.load_state_dict(state["optimizer"])
+        if width_opt is not None:
+            width_opt.load_state_dict(state["width_optimizer"])
+        if trace is not None and state.get("trace") is not None:
+            trace.load_state_dict(state["trace"])
         scheduler.load_state_dict(state["scheduler"])
         if cost_term is not None and state["cost_term"] is not None:
             cost_term.load_state_dict(state["cost_term"])

@@ -74,7 +74,7 @@ def _stock_flops(plain: nn.Module) -> float:
 
 def test_callback_trains_logs_and_consolidates(tmp_path):
     module = Regressor()
-    callback = SoftWidthCallback(weight=0.5, dirpath=tmp_path / "small")
+    callback = SoftWidthCallback(weight=0.5, dirpath=tmp_path / "small", trace=True)
     trainer = _trainer(tmp_path, callback)
     trainer.fit(module, _loader())
     logged = trainer.callback_metrics
@@ -92,6 +92,20 @@ def test_callback_trains_logs_and_consolidates(tmp_path):
     torch.testing.assert_close(plain(x), module.net(x), atol=1e-5, rtol=0)
     reloaded = export.load(tmp_path / "small")  # a stock nn.Sequential: reloads with no user code
     torch.testing.assert_close(reloaded(x), plain(x), atol=0, rtol=0)
+    held = {id(p) for g in trainer.optimizers[0].param_groups for p in g["params"]}
+    assert not held & {id(a.value), id(b.value)}  # the callback's WidthSGD trains the widths
+    assert callback.width_opt.param_groups[0]["params"] == [a.value, b.value]
+    steps = [row["step"] for row in callback.trace_rows]
+    assert steps and steps == list(range(steps[0], steps[0] + len(steps)))  # every width-learning step
+    assert {"width:a", "task_grad:a", "cost_grad:b", "cost"} <= set(callback.trace_rows[0])
+    assert (tmp_path / "small" / "trace.csv").is_file()
+
+
+def test_adam_width_groups_when_asked(tmp_path):
+    module = Regressor()
+    callback = SoftWidthCallback(weight=0.5, width_optimizer="adam")
+    trainer = _trainer(tmp_path, callback)
+    trainer.fit(module, _loader())
     groups = trainer.optimizers[0].param_groups
     assert sorted(g["width"] for g in groups if "width" in g) == ["a", "b"]
     assert all(g["weight_decay"] == 0.0 for g in groups if "width" in g)
@@ -144,7 +158,8 @@ def test_resume_from_a_lightning_checkpoint_restores_the_schedule(tmp_path):
                 or trainer.checkpoint_callback.best_model_path)
     assert second.scheduler.steps == 16 and second.scheduler.frozen  # continued, not restarted
     assert len(second.history) == 2 and second.history[0] == first.history[0]
-    assert [g.get("width") for g in resumed.optimizers[0].param_groups] == [None, "a", "b"]  # no extra groups
+    assert [g.get("width") for g in resumed.optimizers[0].param_groups] == [None]  # no width groups added
+    assert second.width_opt.param_groups[0]["t"] > first.width_opt.param_groups[0]["t"]  # its state came back
     a, b = sw.optim.width_modules(second.model)
     assert float(a.value) == a.rounded and float(b.value) == b.rounded
 

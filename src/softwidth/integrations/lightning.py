@@ -55,6 +55,9 @@ from ..objective import BudgetController, CostPenalty, model_cost
 from ..optim import width_modules
 from ..probe import Profile
 from ..schedule import Schedule, WidthScheduler
+from ..trace import WidthTrace
+from ..train import WIDTH_OPTIMIZERS
+from ..width_optim import WidthSGD
 
 __all__ = ["SoftWidthCallback", "penalty"]
 
@@ -71,11 +74,17 @@ class SoftWidthCallback(Callback):
         width_travel: width learning rate, as the number of times a width can cross its range while it
             learns (used only for widths that share an optimizer group with other parameters).
         dirpath: folder where rank 0 saves the consolidated model at the end (``None``: not saved).
+        width_optimizer: ``"shared"`` (default): the callback takes the widths out of the Trainer's optimizers and
+            trains them with its own :class:`~softwidth.WidthSGD` (one second-moment estimate shared by all widths,
+            as ``fit`` does); ``"adam"``: each width in its own group of the Trainer's optimizer (the earlier rule).
+        trace: record every width-learning step (:class:`~softwidth.trace.WidthTrace`) in ``trace_rows``; with
+            ``dirpath``, rank 0 also writes ``dirpath/trace.csv`` at the end (``softwidth trace DIR`` plots it).
     """
 
     def __init__(self, *, weight: float | None = None, target: float | None = None, kind: str = "flops",
                  schedule: Schedule = Schedule(), width_travel: float = 3.0,
-                 dirpath: str | os.PathLike | None = None) -> None:
+                 dirpath: str | os.PathLike | None = None, width_optimizer: str = "shared",
+                 trace: bool = False) -> None:
         super().__init__()
         if weight is not None and target is not None:
             raise SoftWidthError("SoftWidthCallback: give weight (a fixed trade-off) or target (a budget), not both")
@@ -84,7 +93,14 @@ class SoftWidthCallback(Callback):
         if not is_number(width_travel) or width_travel <= 0:
             raise SoftWidthError(f"SoftWidthCallback: width_travel must be a finite number > 0, got {width_travel!r}")
         self.weight, self.target, self.kind = weight, target, kind
+        if width_optimizer not in WIDTH_OPTIMIZERS:
+            raise SoftWidthError(f"SoftWidthCallback: width_optimizer must be one of {', '.join(WIDTH_OPTIMIZERS)}, "
+                                 f"got {width_optimizer!r}")
+        if not isinstance(trace, bool):
+            raise SoftWidthError(f"SoftWidthCallback: trace must be True or False, got {trace!r}")
         self.schedule, self.width_travel = schedule, float(width_travel)
+        self.width_optimizer, self.width_opt = width_optimizer, None
+        self.trace = WidthTrace() if trace else None
         self.dirpath = Path(dirpath) if dirpath is not None else None
         self.model: nn.Module | None = None
         self.cost_term: CostPenalty | BudgetController | None = None
@@ -132,8 +148,14 @@ class SoftWidthCallback(Callback):
             self._restore(self._pending)
 
     def on_before_optimizer_step(self, trainer: Trainer, pl_module: LightningModule, optimizer) -> None:
-        if self.model is not None:
-            distributed.average_gradients(torch.nn.ModuleList(width_modules(self.model)))
+        if self.model is None:
+            return
+        distributed.average_gradients(torch.nn.ModuleList(width_modules(self.model)))
+        learning = self.scheduler is not None and self.scheduler.widths_learning
+        if learning and self.trace is not None:
+            self.trace.record(self.model, self.cost_term, step=self.scheduler.steps, progress=self.scheduler.progress)
+        if learning and self.width_opt is not None and optimizer is trainer.optimizers[0]:
+            self.width_opt.step()
 
     def on_train_batch_end(self, trainer: Trainer, pl_module: LightningModule, outputs, batch, batch_idx: int) -> None:
         if self.scheduler is None:
@@ -143,6 +165,9 @@ class SoftWidthCallback(Callback):
                 self.cost_term.step()
             self.scheduler.step()
             factor = self.schedule.width_lr_factor(self.scheduler.progress)
+            if self.width_opt is not None:
+                self.width_opt.scale_lr(factor)
+                self.width_opt.zero_grad(set_to_none=True)  # the Trainer's optimizers no longer hold the widths
             for optimizer in trainer.optimizers:
                 for group in optimizer.param_groups:
                     if "softwidth_base_lr" in group:
@@ -174,11 +199,19 @@ class SoftWidthCallback(Callback):
             from ..export import save_consolidated
 
             save_consolidated(self.consolidated, self.dirpath, widths=widths(self.model))
+            if self.trace is not None:
+                self.trace.write(self.dirpath / "trace.csv")
+
+    @property
+    def trace_rows(self) -> list[dict]:
+        """The recorded width trace (empty unless ``trace=True``)."""
+        return self.trace.rows if self.trace is not None else []
 
     # -- checkpoints ---------------------------------------------------------------------------------------
     def state_dict(self) -> dict:
         return {"scheduler": self.scheduler.state_dict() if self.scheduler else None,
-                "cost_term": self.cost_term.state_dict() if self.cost_term else None, "history": self.history}
+                "cost_term": self.cost_term.state_dict() if self.cost_term else None, "history": self.history,
+                "width_optimizer": self.width_opt.state_dict() if self.width_opt is not None else None}
 
     def load_state_dict(self, state_dict: dict) -> None:
         # Lightning restores callbacks after on_fit_start: apply now if the scheduler exists, else then
@@ -192,6 +225,8 @@ class SoftWidthCallback(Callback):
             self.cost_term.load_state_dict(state["cost_term"])
         if state.get("scheduler") is not None and self.scheduler is not None:
             self.scheduler.load_state_dict(state["scheduler"])
+        if state.get("width_optimizer") is not None and self.width_opt is not None:
+            self.width_opt.load_state_dict(state["width_optimizer"])
         self.history = list(state.get("history", []))
         self._pending = None
 
@@ -203,11 +238,15 @@ class SoftWidthCallback(Callback):
         found: set[int] = set()
         s = self.schedule
         learning_steps = max(1.0, (s.freeze - s.warmup) * total)
+        shared = self.width_optimizer == "shared"
         for optimizer in trainer.optimizers:
             for group in list(optimizer.param_groups):
                 mine = [p for p in group["params"] if id(p) in by_id]
                 found.update(id(p) for p in mine)
                 if not mine:
+                    continue
+                if shared:  # the callback's WidthSGD trains them
+                    group["params"] = [p for p in group["params"] if id(p) not in by_id]
                     continue
                 if len(mine) == len(group["params"]):  # the user's own width group: keep its lr
                     group.setdefault("softwidth_base_lr", group["lr"])
@@ -218,6 +257,9 @@ class SoftWidthCallback(Callback):
                     lr = self.width_travel / learning_steps * w.max_size
                     optimizer.add_param_group({"params": [p], "lr": lr, "weight_decay": 0.0,
                                                "softwidth_base_lr": lr, "width": w.label})
+        if shared:
+            self.width_opt = WidthSGD(ws, lr=self.width_travel / learning_steps) if ws else None
+            return
         missing = [w.label for w in ws if id(w.value) not in found]
         if missing:
             raise SoftWidthError(f"SoftWidthCallback: the widths {missing} are in no optimizer; pass all of "

@@ -62,7 +62,9 @@ class VadStudyConfig:
     :data:`VAD_SCHEDULE`; ``absolute_targets``: one budget run in FLOP/s per model kind (seed ``seeds[0]``; the
     Transformer's attention alone costs more than 1 MFLOP/s at its smallest width); ``mel_shape_grad``: the mel
     bank's :class:`~softwidth.layers.LogMel` ``shape_grad`` in the width-learning runs (``False``: the band count
-    learns through the gate only, chosen on the validation split, docs/method.md)."""
+    learns through the gate only, chosen on the validation split, docs/method.md); ``width_optimizer``: the widths'
+    optimizer in ``fit`` (:class:`~softwidth.FitConfig`; ``"shared"``, chosen on the validation split by
+    ``scripts/width_pilot.py``)."""
 
     corpus: str = ""
     models: tuple[str, ...] = ("crnn", "transformer")
@@ -82,6 +84,7 @@ class VadStudyConfig:
     schedule: Schedule = field(default_factory=lambda: VAD_SCHEDULE)
     lr_decay: str = "cosine"
     mel_shape_grad: bool = False
+    width_optimizer: str = "shared"
     workers: int = 2
 
     @classmethod
@@ -112,8 +115,13 @@ def _key(task: dict, config: VadStudyConfig) -> str:
     settings = {name: asdict(config)[name] for name in TRAINING_FIELDS}
     if config.lr_decay != "constant":  # keys of runs trained before the field (constant rate) stay valid
         settings["lr_decay"] = config.lr_decay
-    if not config.mel_shape_grad and task["kind"] in ("dynamic", "bands"):  # no other run learns a band count
-        settings["mel_shape_grad"] = False
+    if task["kind"] in ("dynamic", "bands"):  # only these runs learn widths
+        if not config.mel_shape_grad:
+            settings["mel_shape_grad"] = False
+        # price-aware width learning (shared-scale width steps, budget projection, proportional rounding, sparse
+        # mel price): runs stored before it learned widths another way
+        settings["width_method"] = 2
+        settings["width_optimizer"] = config.width_optimizer
     return run_key(task, settings)
 
 
@@ -125,7 +133,7 @@ def load_run_model(out: Path, task: dict, record: dict, config: VadStudyConfig) 
     return plain.eval()
 
 
-def _train(task: dict, config: VadStudyConfig, splits) -> tuple[nn.Module, dict]:
+def _train(task: dict, config: VadStudyConfig, splits, out_dir: Path | None = None) -> tuple[nn.Module, dict]:
     kind, seed = task["model"], task["seed"]
     torch.manual_seed(seed)
     sizes = {**config.sizes[kind], **task.get("sizes", {})}
@@ -141,8 +149,10 @@ def _train(task: dict, config: VadStudyConfig, splits) -> tuple[nn.Module, dict]
     batches = CropBatches(splits["train"], batch_size=config.batch_size, frames=config.crop_frames, seed=seed,
                           limit=max(1, steps // config.epochs))
     result = fit(model, batches, loss_fn=_loss, cost_term=term,
+                 out_dir=out_dir, tensorboard=False,
                  config=FitConfig(epochs=config.epochs, lr=config.lr, schedule=config.schedule,
-                                   lr_decay=config.lr_decay, progress=False))
+                                   lr_decay=config.lr_decay, progress=False, width_optimizer=config.width_optimizer,
+                                   trace=out_dir is not None and term is not None))
     chosen = {name: int(w["rounded"]) for name, w in result.widths.items()}
     return result.consolidated, {**sizes, **chosen}
 
@@ -182,12 +192,15 @@ def run_one(task: dict, config: VadStudyConfig, out: Path) -> dict:
     return record
 
 
-def validation_eer(task: dict, config: VadStudyConfig) -> tuple[dict, float]:
+def validation_eer(task: dict, config: VadStudyConfig, out_dir: str | os.PathLike | None = None
+                   ) -> tuple[dict, float]:
     """Train one run as :func:`run_one` does and score it on the validation split only, so that pilots choose the
-    study's settings without reading the test split: ``(chosen sizes, frame-level EER in %)``. Nothing is stored."""
+    study's settings without reading the test split: ``(chosen sizes, frame-level EER in %)``. Nothing is stored,
+    unless ``out_dir`` is given: then ``fit`` writes its log, checkpoints and (for width-learning runs) its width
+    trace ``trace.csv`` there."""
     torch.set_num_threads(1)
     splits = {s: load_split(config.corpus, s) for s in ("train", "val")}
-    plain, sizes = _train(task, config, splits)
+    plain, sizes = _train(task, config, splits, Path(out_dir) if out_dir is not None else None)
     scores = model_scores(plain, splits["val"])
     return sizes, 100 * eer(scores.ravel(), splits["val"].labels.ravel())
 
@@ -249,4 +262,5 @@ def config_from_results(results: dict) -> VadStudyConfig:
     raw["schedule"] = Schedule(**raw["schedule"])
     raw.setdefault("lr_decay", "constant")  # results written before the field trained at a constant rate
     raw.setdefault("mel_shape_grad", True)  # and before this one with the gradient through the filter shapes
+    raw.setdefault("width_optimizer", "adam")  # and before this one with an Adam group per width
     return replace(VadStudyConfig(), **raw)
