@@ -28,7 +28,7 @@ COVERED = {
     "softwidth.data.loaders": (), "softwidth.data.features": (), "softwidth.data.vad_corpus": (),
     "softwidth.data.antispoof_corpus": (), "softwidth.diagnostics": (), "softwidth.distributed": (),
     "softwidth.export": (), "softwidth.sweep": (), "softwidth.integrations.lightning": (),
-    "softwidth.experiments.paired": (),
+    "softwidth.experiments.paired": (), "softwidth.width_optim": (), "softwidth.trace": (),
     **{f"softwidth.vad.{m}": () for m in ("models", "data", "metrics", "evaluate", "stream", "store", "study",
                                           "peers", "pruning", "report", "timing")},
     **{f"softwidth.antispoof.{m}": () for m in ("models", "data", "evaluate", "study", "pruning", "report", "cli")},

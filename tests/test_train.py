@@ -440,3 +440,29 @@ def test_weights_learning_rate_follows_lr_decay(monkeypatch, lr_decay):
         assert weights == [pytest.approx(1e-2 * factor, rel=1e-12)], step
         if step < 0.75 * total:  # widths learn: their factor comes from the schedule alone
             assert width and all(f == pytest.approx(schedule.width_lr_factor(step / total)) for f in width)
+
+
+def test_restart_reinitialises_the_shrunk_model_once_at_the_freeze(monkeypatch):
+    """FitConfig(restart=True): at the freeze the chosen sizes start from fresh weights and optimizer moments,
+    once (not at every epoch's re-shrink), and the result is still the exact consolidation of the trained model."""
+    import softwidth.train as train
+
+    calls = []
+    original = train._restart
+
+    def spy(net, optimizer):
+        calls.append((sum(p.numel() for p in net.parameters()), len(optimizer.state)))
+        original(net, optimizer)
+        assert not optimizer.state
+
+    monkeypatch.setattr(train, "_restart", spy)
+    model, (a, b) = _model()
+    result = sw.fit(model, _data(), loss_fn=_mse, cost_term=BudgetController(model, target=0.3),
+                    config=_config(restart=True, schedule=Schedule(warmup=0.0, anneal_start=0.2, freeze=0.4)))
+    full = sum(p.numel() for p in model.parameters()) - 2  # every weight of the full-size model, widths aside
+    assert len(calls) == 1 and calls[0][0] < full and calls[0][1] > 0  # the shrunk model, its moments dropped
+    x = torch.randn(5, 8)
+    model.eval()
+    assert torch.allclose(result.consolidated(x), model(x), atol=1e-6)
+    with pytest.raises(SoftWidthError, match="restart must be True or False"):
+        FitConfig(restart=1)

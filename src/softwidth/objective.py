@@ -101,17 +101,19 @@ class BudgetController:
     Two updates (``update``):
 
     ``"project"`` (default)
-        After each optimizer step, :meth:`step` projects the widths onto the budget surface: if the cost is above
-        the current goal, every learning width moves against the cost gradient (in the metric of ``unit``, as
-        :class:`~softwidth.WidthSGD`) by the one step length that brings the cost to the goal (a bisection on
-        the closed-form cost). The widths' own steps follow the task gradient, so the pair is projected
+        After each optimizer step, :meth:`step` projects the widths onto the budget surface: every learning width
+        moves along the cost gradient (in the metric of ``unit``, as :class:`~softwidth.WidthSGD`; down when the
+        cost is above the current goal, up when it is below) by the one step length that brings the cost to the
+        goal (a bisection on the closed-form cost), so the budget is spent and the task gradient only moves the
+        widths along the surface. The widths' own steps follow the task gradient, so the pair is projected
         gradient descent: at its fixed point each width's task gradient is the same multiple of its cost
         gradient (equal marginal benefit per FLOP). The goal glides geometrically from the cost at the first
         step to the target over ``glide_steps`` steps (set by the width scheduler when ``None``: half the
         width-learning phase before annealing), so the network adapts on the way; from then on the cost stays
-        on the target, never diving below it. :meth:`penalty` is zero (the constraint is applied by the
+        on the target. :meth:`penalty` is zero (the constraint is applied by the
         projection); ``multiplier`` is the least-squares multiplier ``-<g_task, g_cost>_P / <g_cost, g_cost>_P``
-        (task-loss units per unit of ``cost / target``, clipped at 0), logged so a trace shows the price.
+        (task-loss units per unit of ``cost / target``; negative while the task would rather shrink every width),
+        logged so a trace shows the price.
     ``"dual"``
         The earlier dual ascent: ``penalty() = lam * cost / target`` and ``step()`` sets
         ``lam <- max(0, lam + step_size * (cost / target - 1))``.
@@ -210,11 +212,11 @@ class BudgetController:
         return float(width.max_size) ** 2 if self.unit == "range" else 1.0
 
     def _multiplier(self, widths: list[Width], direction: list[float]) -> float:
-        """Least-squares multiplier of the task gradient on the cost gradient, clipped at 0."""
+        """Least-squares multiplier of the task gradient on the cost gradient."""
         task = [0.0 if w.value.grad is None else float(w.value.grad) for w in widths]
         cost = [d / self._metric(w) for w, d in zip(widths, direction)]  # grad(cost / target)
         norm = sum(c * d for c, d in zip(cost, direction))
-        return max(0.0, -sum(t * d for t, d in zip(task, direction)) / norm) if norm > 0 else 0.0
+        return -sum(t * d for t, d in zip(task, direction)) / norm if norm > 0 else 0.0
 
     def enforce(self) -> dict[str, int]:
         """Round the widths so the cost is <= target, keeping their proportions; returns the sizes."""
@@ -234,34 +236,43 @@ class BudgetController:
 
 
 def _project(model: nn.Module, widths: list[Width], direction: list[float], goal: float, kind: str) -> None:
-    """Move ``widths`` along ``-direction`` (clamped into their bounds) by the shortest step whose cost is at
-    most ``goal``; all the way to the bounds if no step reaches it. Nothing moves if the cost is at or below."""
-    def cost_at(mu: float) -> float:
-        with _widths_at(model, along(mu)):
-            return float(model_cost(model, kind).detach())
-
+    """Move ``widths`` along ``-direction`` (clamped into their bounds) onto the cost ``goal``: by the shortest
+    step down if the cost is above it, by the longest step up that stays at or below it if the cost is below;
+    as far as the bounds allow where the goal cannot be reached."""
     start = {id(w): float(w.value.detach()) for w in widths}
 
     def along(mu: float) -> dict[int, float]:
         return {id(w): min(max(start[id(w)] - mu * d, w.min_size), float(w.max_size))
                 for w, d in zip(widths, direction)}
 
-    if cost_at(0.0) <= goal:
+    def cost_at(mu: float) -> float:
+        with _widths_at(model, along(mu)):
+            return float(model_cost(model, kind).detach())
+
+    positive = [(w, d) for w, d in zip(widths, direction) if d > 0]
+    if not positive:
         return
-    reach = [(start[id(w)] - w.min_size) / d for w, d in zip(widths, direction) if d > 0]
-    if not reach:
-        return
-    low, high = 0.0, max(reach)
-    if cost_at(high) > goal:
-        low = high
+    if cost_at(0.0) > goal:
+        low, high = 0.0, max((start[id(w)] - w.min_size) / d for w, d in positive)
     else:
-        for _ in range(50):
-            mid = (low + high) / 2
-            low, high = (low, mid) if cost_at(mid) <= goal else (mid, high)
-        low = high  # the side at or below the goal
+        low, high = -max((w.max_size - start[id(w)]) / d for w, d in positive), 0.0
+    mu = _first_within(cost_at, goal, low, high)
     with torch.no_grad():
         for w in widths:
-            w.value.fill_(along(low)[id(w)])
+            w.value.fill_(along(mu)[id(w)])
+
+
+def _first_within(cost_at, goal: float, low: float, high: float) -> float:
+    """The smallest ``mu`` in ``[low, high]`` whose (non-increasing) ``cost_at(mu)`` is at most ``goal`` (``high``
+    if none is)."""
+    if cost_at(low) <= goal:
+        return low
+    if cost_at(high) > goal:
+        return high
+    for _ in range(50):
+        mid = (low + high) / 2
+        low, high = (low, mid) if cost_at(mid) <= goal else (mid, high)
+    return high
 
 
 def enforce_budget(model: nn.Module, target: float, *, kind: str = "flops") -> dict[str, int]:

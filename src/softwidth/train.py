@@ -38,6 +38,7 @@ from .optim import width_modules
 from .schedule import Schedule, WidthScheduler
 from .shrink import Shrunk, shrink
 from .trace import WidthTrace
+from .width import Width
 from .width_optim import WidthSGD
 
 __all__ = ["FitConfig", "FitResult", "evaluate", "fit"]
@@ -67,7 +68,9 @@ class FitConfig:
     one second-moment estimate shared by all widths, steps in fractions of each width's range), so their relative
     speeds follow their gradients; ``"adam"``, the earlier rule, gives each width its own Adam group, which makes
     every width move at about the same speed (docs/method.md). ``trace``: record every width-learning step
-    (:class:`~softwidth.trace.WidthTrace`) in :attr:`FitResult.trace` and ``out_dir/trace.csv``.
+    (:class:`~softwidth.trace.WidthTrace`) in :attr:`FitResult.trace` and ``out_dir/trace.csv``. ``restart``: at
+    the freeze, re-initialise the (shrunk) model's weights and the optimizer's moments, so the chosen sizes train
+    from their own initialisation for the rest of the run (the width-learning phase only chooses the sizes).
     """
 
     epochs: int = 20
@@ -83,6 +86,7 @@ class FitConfig:
     progress: bool = True
     width_optimizer: str = "shared"
     trace: bool = False
+    restart: bool = False
 
     def __post_init__(self) -> None:
         if isinstance(self.epochs, bool) or not isinstance(self.epochs, int) or self.epochs < 1:
@@ -100,7 +104,7 @@ class FitConfig:
                 raise SoftWidthError(f"FitConfig: {name} must be a finite number > 0, got {value!r}")
         if self.lr_decay not in LR_DECAYS:
             raise SoftWidthError(f"FitConfig: lr_decay must be one of {', '.join(LR_DECAYS)}, got {self.lr_decay!r}")
-        for name in ("shrink", "trace"):
+        for name in ("shrink", "trace", "restart"):
             if not isinstance(getattr(self, name), bool):
                 raise SoftWidthError(f"FitConfig: {name} must be True or False, got {getattr(self, name)!r}")
         if self.width_optimizer not in WIDTH_OPTIMIZERS:
@@ -190,6 +194,7 @@ def fit(model: nn.Module, train_data: Iterable, *, loss_fn: LossFn, config: FitC
     board = open_writer(tensorboard, out) if main else None
     bar = tqdm(range(start, config.epochs), desc="fit", unit="epoch", disable=not config.progress or not main)
     shrinking = config.shrink and bool(width_modules(model))  # a model without widths has nothing to shrink
+    restart_pending = config.restart and not scheduler.frozen  # a resumed run past the freeze restarted already
     for epoch in bar:
         model.train()
         task_sum = 0.0
@@ -198,6 +203,9 @@ def fit(model: nn.Module, train_data: Iterable, *, loss_fn: LossFn, config: FitC
             if shrinking and shrunk is None and scheduler.frozen:
                 shrunk, shrinking = _shrink(model, optimizer)
             net, opt = (shrunk.model, shrunk.optimizer) if shrunk is not None else (model, optimizer)
+            if restart_pending and scheduler.frozen:
+                _restart(net, opt)
+                restart_pending = False
             at = f"epoch {epoch + 1}, step {scheduler.steps}"
             try:
                 task = loss_fn(net, batch)
@@ -273,6 +281,19 @@ def _shrink(model: nn.Module, optimizer: torch.optim.Optimizer) -> tuple[Shrunk 
     except SoftWidthError as err:
         warnings.warn(f"{err}; the frozen phase trains the masked full-size model", stacklevel=3)
         return None, False
+
+
+def _restart(net: nn.Module, optimizer: torch.optim.Optimizer) -> None:
+    """Re-initialise every weight of ``net`` as its module's ``reset_parameters`` does and forget the optimizer's
+    moments: the chosen sizes then train as if from scratch (at their own fan-in, when ``net`` is the shrunk
+    model; a masked full-size model keeps its full-size initial scale)."""
+    with torch.random.fork_rng(devices=[]):  # a fixed draw per run; the run's own random stream is untouched
+        torch.manual_seed(int(torch.initial_seed()) % 2**31 + 1)
+        for module in net.modules():
+            reset = getattr(module, "reset_parameters", None)
+            if callable(reset) and not isinstance(module, Width):
+                reset()
+    optimizer.state.clear()
 
 
 def _check_arguments(model, loss_fn, config, cost_term, out_dir) -> None:

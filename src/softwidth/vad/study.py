@@ -85,6 +85,7 @@ class VadStudyConfig:
     lr_decay: str = "cosine"
     mel_shape_grad: bool = False
     width_optimizer: str = "shared"
+    restart: bool = False
     workers: int = 2
 
     @classmethod
@@ -122,6 +123,8 @@ def _key(task: dict, config: VadStudyConfig) -> str:
         # mel price): runs stored before it learned widths another way
         settings["width_method"] = 2
         settings["width_optimizer"] = config.width_optimizer
+        if config.restart:
+            settings["restart"] = True
     return run_key(task, settings)
 
 
@@ -152,6 +155,7 @@ def _train(task: dict, config: VadStudyConfig, splits, out_dir: Path | None = No
                  out_dir=out_dir, tensorboard=False,
                  config=FitConfig(epochs=config.epochs, lr=config.lr, schedule=config.schedule,
                                    lr_decay=config.lr_decay, progress=False, width_optimizer=config.width_optimizer,
+                                   restart=config.restart and term is not None,
                                    trace=out_dir is not None and term is not None))
     chosen = {name: int(w["rounded"]) for name, w in result.widths.items()}
     return result.consolidated, {**sizes, **chosen}
