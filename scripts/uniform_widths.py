@@ -36,6 +36,7 @@ from softwidth.vad.study import _key, config_from_results, model_cost, run_one
 ROOT = Path(__file__).resolve().parents[1]
 STUDY = ROOT / "results" / "vad" / "results.json"
 OUT = ROOT / "results" / "vad_pilots"
+MEL_PRICE = "sparse"  # how model_cost prices the mel bank today (LogMel.cost counts the bank's nonzeros)
 
 
 def uniform_sizes(kind: str, full: dict, budget: float) -> dict:
@@ -76,8 +77,11 @@ def tasks(study: dict) -> list[dict]:
     return out
 
 
-def report(study: dict, uniform: list[dict]) -> str:
-    """Markdown: per model and budget the uniform model's size, FLOP/s ratio and EER, and the paired differences."""
+def report(study: dict, uniform: list[dict], mel_price: str = MEL_PRICE) -> str:
+    """Markdown: per model and budget the uniform model's size, FLOP/s ratio and EER, and the paired differences.
+
+    ``mel_price`` is how the runs' FLOP/s priced the mel filter bank ("sparse": its nonzeros, today's ``LogMel.cost``;
+    "dense": the full matrix, as before the sparse price); a dense-priced report says so."""
     def eer(r):
         return 100 * r["metrics"]["pooled"]["eer"]
 
@@ -92,6 +96,11 @@ def report(study: dict, uniform: list[dict]) -> str:
               "and seeds). EER in points, frame level; differences paired by seed, mean "
               f"[{LEVEL:.0%} t interval] ('lower': the first model better, 'higher': worse, 'no difference': the "
               "interval contains 0)."), "",
+             *([("**Priced with the dense mel bank.** These runs and the study they are compared with counted the mel "
+                 "filter bank as a dense matrix, as softwidth did before it priced the bank's nonzeros; the sizes "
+                 "and FLOP/s below are of that price and are kept as measured. The learned widths of today's method "
+                 "are compared with a uniform shrink at today's price in `results/vad_pilots/width_method.md`."), ""]
+               if mel_price == "dense" else []),
              "| model | budget | uniform sizes | FLOP/s ratio | uniform EER | dynamic - uniform | "
              "fixed at learned sizes - uniform |", "|---|---|---|---|---|---|---|"]
     pooled: dict = {}
@@ -128,8 +137,10 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     study = json.loads(args.study.read_text())
     args.out.mkdir(parents=True, exist_ok=True)
+    mel_price = MEL_PRICE
     if args.report_only:
-        uniform = json.loads((args.out / "uniform.json").read_text())["runs"]
+        stored = json.loads((args.out / "uniform.json").read_text())
+        uniform, mel_price = stored["runs"], stored.get("mel_price", "dense")
     else:
         config = config_from_results(study)
         config = replace(config, corpus=args.corpus)
@@ -139,9 +150,10 @@ def main(argv: list[str] | None = None) -> int:
         done = run_all(tasks(study), run_one, config, args.out, desc="uniform", key=_key, workers=config.workers,
                        resume=True, progress=True)
         uniform = [record for _, record in done]
-        (args.out / "uniform.json").write_text(json.dumps({"comparison": "uniform widths", "runs": uniform},
+        (args.out / "uniform.json").write_text(json.dumps({"comparison": "uniform widths", "mel_price": MEL_PRICE,
+                                                          "runs": uniform},
                                                           indent=2) + "\n")
-    (args.out / "uniform.md").write_text(report(study, uniform))
+    (args.out / "uniform.md").write_text(report(study, uniform, mel_price))
     print((args.out / "uniform.md").read_text())
     return 0
 

@@ -22,6 +22,8 @@ BLOCKS = {  # block name -> results file copied verbatim (headings demoted by on
     "vad-mel-grad": "results/vad_pilots/mel_grad.md",
     "vad-shape-grad": "results/vad_pilots/study_shape_grad/headline.md",
     "vad-uniform": "results/vad_pilots/uniform.md",
+    "vad-width-method": "results/vad_pilots/width_method.md",
+    "allocation": "results/allocation/summary.md",
     "antispoof": "results/antispoof/summary.md",
     "antispoof-headline": "results/antispoof/headline.md",
     "antispoof-pilot": "results/antispoof_pilots/schedule.md",

@@ -17,7 +17,8 @@ Rows accumulate in ``results/vad_pilots/width_method.json`` (a rerun replaces th
 ``width_method.md`` is regenerated from all of them (means, differences to uniform paired by seed with 95 % t
 intervals). The CRNN at a quarter, seed 0, also leaves its width trace in ``results/vad_pilots/width_trace_<variant>/``
 (``trace.csv``, ``trace.png``). Options: ``--variants V...`` (default ``dynamic/shared dynamic/adam``),
-``--points crnn:0.25 ...``, ``--fixed`` (also train ``fixed@`` each variant), ``--no-uniform``, ``--corpus DIR``,
+``--points crnn:0.25 ...``, ``--fixed`` (also train ``fixed@`` each variant), ``--fixed-only`` (only ``fixed@`` the
+stored rows of ``--variants``), ``--no-uniform``, ``--corpus DIR``,
 ``--workers N``, ``--report-only``. The commands that made the committed rows are in docs/method.md.
 """
 
@@ -74,7 +75,7 @@ def study_config(corpus: str, variant: str):
 
 def job(args: tuple) -> dict:
     corpus, variant, model, target, seed, sizes = args
-    from softwidth.trace import plot_trace
+    from softwidth.trace import plot_trace, read_trace
     from softwidth.vad.study import validation_eer
 
     start = time.perf_counter()
@@ -83,15 +84,28 @@ def job(args: tuple) -> dict:
     task = {"model": model, "kind": "dynamic" if dynamic else "fixed", "seed": seed, "target": target,
             **({"sizes": sizes} if sizes else {})}
     traced = dynamic and (model, target, seed) == TRACED
+    controller = {}
     with tempfile.TemporaryDirectory() as tmp:
-        chosen, value = validation_eer(task, config, out_dir=tmp if traced else None)
+        chosen, value = validation_eer(task, config, out_dir=tmp if dynamic else None)
+        if dynamic:
+            controller = controller_figures(read_trace(tmp))
         if traced:
             trace = OUT / f"width_trace_{variant.split('/', 1)[1].replace('/', '_').replace('=', '')}"
             trace.mkdir(parents=True, exist_ok=True)
             shutil.copy(Path(tmp) / "trace.csv", trace / "trace.csv")
             plot_trace(trace)
     return {"variant": variant, "model": model, "target": target, "seed": seed, "sizes": chosen, "val_eer": value,
-            "seconds": time.perf_counter() - start}
+            "seconds": time.perf_counter() - start, **({"controller": controller} if controller else {})}
+
+
+def controller_figures(rows: list[dict]) -> dict:
+    """cost / target over a trace: the lowest and highest after it first reaches the target, and at the last
+    width-learning step (right before enforcement)."""
+    ratios = [r["cost_to_target"] for r in rows]
+    first = next((i for i, r in enumerate(ratios) if r <= 1.0 + 1e-9), None)
+    after = ratios[first:] if first is not None else []
+    return {"first_crossing_step": first, "after_min": min(after, default=None),
+            "after_max": max(after, default=None), "at_freeze": ratios[-1] if ratios else None}
 
 
 def _cost(model: str, sizes: dict) -> float:
@@ -158,6 +172,13 @@ def report(rows: list[dict]) -> str:
                          f"{sizes} |")
     lines += ["", "Pooled over the budgets each was run at (minus uniform):", ""]
     lines += [f"- {model} {variant}: {describe(pooled_difference(pairs))}" for (model, variant), pairs in pooled.items()]
+    traced = [r for r in rows if r.get("controller")]
+    if traced:
+        lo, hi = min(r["controller"]["after_min"] for r in traced), max(r["controller"]["after_max"] for r in traced)
+        freeze = [r["controller"]["at_freeze"] for r in traced]
+        lines += ["", (f"Budget controller over the {len(traced)} dynamic runs traced: after the cost first reaches the "
+                       f"target, cost / target stays in [{lo:.4f}, {hi:.4f}]; right before enforcement it is "
+                       f"{min(freeze):.4f} to {max(freeze):.4f}.")]
     return "\n".join(lines) + "\n"
 
 
@@ -175,6 +196,8 @@ def main(argv: list[str]) -> int:
     parser.add_argument("--variants", nargs="+", default=["dynamic/shared", "dynamic/adam"])
     parser.add_argument("--points", nargs="+", default=[f"{m}:{t:g}" for m, t in POINTS])
     parser.add_argument("--fixed", action="store_true", help="also train the sizes each variant chose from scratch")
+    parser.add_argument("--fixed-only", action="store_true",
+                        help="train from scratch the sizes the stored rows of --variants chose, nothing else")
     parser.add_argument("--no-uniform", action="store_true")
     parser.add_argument("--report-only", action="store_true")
     args = parser.parse_args(argv)
@@ -187,8 +210,14 @@ def main(argv: list[str]) -> int:
         for variant in args.variants:
             study_config(args.corpus, variant)  # refuse a bad name before training anything
         points = [(p.split(":")[0], float(p.split(":")[1])) for p in args.points]
-        new = run(plan(args.corpus, args.variants, points, not args.no_uniform), args.workers)
-        if args.fixed:
+        if args.fixed_only:
+            new = [r for r in rows if r["variant"] in args.variants and (r["model"], r["target"]) in points]
+            if not new:
+                print(f"no stored rows of {args.variants} at {args.points}", file=sys.stderr)
+                return 2
+        else:
+            new = run(plan(args.corpus, args.variants, points, not args.no_uniform), args.workers)
+        if args.fixed or args.fixed_only:
             new += run([(args.corpus, f"fixed@{r['variant']}", r["model"], r["target"], r["seed"], r["sizes"])
                         for r in new if r["variant"].startswith("dynamic")], args.workers)
         rows = _merge(rows, new)

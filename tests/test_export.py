@@ -229,3 +229,28 @@ def test_onnx_refuses_a_size_one_dynamic_axis(tmp_path):
     plain, _ = _mlp()
     with pytest.raises(SoftWidthError, match="size >= 2"):
         export.to_onnx(plain, torch.randn(1, 7, 10), tmp_path / "m.onnx")
+
+
+
+def test_consolidated_crnn_vad_exports_to_onnx_with_its_sparse_mel_bank(tmp_path):
+    ort = pytest.importorskip("onnxruntime")
+    pytest.importorskip("onnxscript")
+    from softwidth.vad.models import build_model
+
+    torch.manual_seed(5)
+    sizes = {"conv1": 12, "conv2": 10, "hidden": 8, "bands": 20}
+    plain = sw.consolidate(build_model("crnn", sizes, dynamic="all").eval())
+    assert plain.mel.weights.numel() < plain.mel.bank.numel()  # the graph runs the bank's nonzeros only
+    x = torch.rand(2, 150, 201) * 10
+    # the whole model with a dynamic batch (torch.export may specialise the CRNN's frames axis), its front end with
+    # dynamic batch and frames
+    for module, name, dynamic, other in ((plain, "vad", (0,), torch.rand(3, 150, 201) * 10),
+                                         (plain.mel, "mel", (0, 1), torch.rand(3, 230, 201) * 10)):
+        export.to_onnx(module, x, tmp_path / f"{name}.onnx", dynamic=dynamic)
+        session = ort.InferenceSession(str(tmp_path / f"{name}.onnx"), providers=["CPUExecutionProvider"])
+        for inp in (x, other):
+            got = session.run(None, {session.get_inputs()[0].name: inp.numpy()})[0]
+            with torch.no_grad():
+                torch.testing.assert_close(torch.from_numpy(got), module(inp), atol=1e-4, rtol=0)
+    scripted = torch.jit.script(plain.mel)  # the front end scripts on its own (the VAD's input check does not)
+    torch.testing.assert_close(scripted(x), plain.mel(x), atol=1e-6, rtol=0)

@@ -43,13 +43,22 @@ def test_uniform_sizes_fit_the_budget_and_one_more_unit_each_would_not(kind):
 
 
 def test_committed_runs_are_the_planned_tasks_and_the_report_regenerates(tmp_path):
-    stored = json.loads(COMMITTED.read_text())["runs"]
+    committed = json.loads(COMMITTED.read_text())
+    stored = committed["runs"]
     planned = SCRIPT["tasks"](STUDY)
-    keys = ("model", "kind", "seed", "target", "sizes", "of")
-    assert [{k: r[k] for k in keys} for r in stored] == planned
-    for r in stored:
-        assert r["flops_per_s"] == model_cost(r["model"], r["sizes"])["flops_per_s"]
-    assert SCRIPT["report"](STUDY, stored) == COMMITTED.with_suffix(".md").read_text()
+    keys = ("model", "kind", "seed", "target", "of")
+    assert [{k: r[k] for k in keys} for r in stored] == [{k: r[k] for k in keys} for r in planned]
+    if committed["mel_price"] == SCRIPT["MEL_PRICE"]:  # sizes and FLOP/s are those of today's price
+        assert [r["sizes"] for r in stored] == [r["sizes"] for r in planned]
+        for r in stored:
+            assert r["flops_per_s"] == model_cost(r["model"], r["sizes"])["flops_per_s"]
+    else:  # measured at the dense mel price: today's price of the same sizes is lower
+        for r in stored:
+            now = model_cost(r["model"], r["sizes"])["flops_per_s"]
+            assert now < r["flops_per_s"]
+    report = SCRIPT["report"](STUDY, stored, committed["mel_price"])
+    assert report == COMMITTED.with_suffix(".md").read_text()
+    assert ("dense mel bank" in report) == (committed["mel_price"] == "dense")
     out = tmp_path / "out"
     out.mkdir()
     (out / "uniform.json").write_text(COMMITTED.read_text())

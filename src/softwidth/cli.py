@@ -110,6 +110,14 @@ def _data_check(args: argparse.Namespace) -> None:
     print(json.dumps(result, indent=2, sort_keys=True))
 
 
+def _allocation(args: argparse.Namespace) -> None:
+    from .experiments.allocation import main as allocation_main
+
+    argv = ["--out", str(args.out), "--workers", str(args.workers)]
+    argv += ["--epochs", str(args.epochs)] if args.epochs is not None else []
+    allocation_main(argv + (["--report-only"] if args.report_only else []))
+
+
 def _trace(args: argparse.Namespace) -> None:
     from .trace import plot_trace
 
@@ -133,6 +141,13 @@ def build_parser() -> argparse.ArgumentParser:
                      help="rewrite metrics, tables and plots from the stored runs without training")
     syn.add_argument("--workers", type=_positive_int, default=2, help="parallel processes (default 2)")
     syn.set_defaults(func=_synthetic)
+    alloc = sub.add_parser("allocation", help="the known-answer allocation task (two branches, different prices) "
+                                              "against a uniform shrink and a sweep of allocations")
+    alloc.add_argument("--out", type=Path, default=Path("results/allocation"), help="default results/allocation")
+    alloc.add_argument("--workers", type=_positive_int, default=2, help="parallel processes (default 2)")
+    alloc.add_argument("--epochs", type=_positive_int, default=None, help="epochs per run (task default)")
+    alloc.add_argument("--report-only", action="store_true", help="rewrite summary.md from results.json")
+    alloc.set_defaults(func=_allocation)
     swp = sub.add_parser("sweep", help="train a case study over weights/targets/kappa_min; Pareto CSV and plot")
     swp.add_argument("case_study", help="a registered case study (built in: synthetic)")
     swp.add_argument("--weights", type=float, nargs="*", default=[], help="trade-off weights (CostPenalty)")

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import copy
 import math
+import operator
 import subprocess
 import sys
 import textwrap
@@ -14,7 +16,7 @@ from torch import fx, nn
 from torch.utils.flop_counter import FlopCounterMode
 
 from softwidth.errors import SoftWidthError
-from softwidth.layers.frontend import LogMel, mel_filters
+from softwidth.layers.frontend import LogMel, mel_filters, sparse_bank, sparse_mel
 from softwidth.layers.linear import Linear
 from softwidth.width import Width
 
@@ -153,32 +155,122 @@ def test_eval_is_deterministic_and_train_is_noisy():
 
 
 # -- cost ------------------------------------------------------------------------------------------------
-@pytest.mark.parametrize("init", [1.0, 6.0, 20.0])
-def test_flop_counter_of_consolidated_equals_matmul_cost(init):
+class ArithmeticCount(fx.Interpreter):
+    """Runs a consolidated front end and counts what it executes besides matmuls: one op per output element
+    of every elementwise multiply, add and log, and one add per source element of ``index_add``; gathers,
+    padding, framing and zeros are free. Independent of the layer's cost formula."""
+
+    def __init__(self, module: fx.GraphModule) -> None:
+        super().__init__(module)
+        self.ops = 0
+
+    def run_node(self, node):
+        out = super().run_node(node)
+        if node.op == "call_method" and node.target == "index_add":
+            self.ops += self.env[node.args[3]].numel()
+        elif node.target in (operator.mul, operator.add, torch.log) and isinstance(out, torch.Tensor):
+            self.ops += out.numel()
+        return out
+
+
+def executed_flops(plain: fx.GraphModule, x: torch.Tensor) -> int:
+    """Matmul FLOPs (FlopCounterMode) plus the hand count of every other arithmetic op of one forward."""
+    counter = ArithmeticCount(plain)
+    with FlopCounterMode(display=False) as flops:
+        counter.run(x)
+    return flops.get_total_flops() + counter.ops
+
+
+def bank_nonzeros(n: int, **kwargs) -> int:
+    """Nonzeros of the first ``n`` columns of the ``n``-band bank (at ``n_mels = N_MELS`` unless given)."""
+    options = dict(n_mels=N_MELS, n_fft=N_FFT, sample_rate=SR, f_min=0.0, f_max=SR / 2)
+    options.update(kwargs)
+    return int(torch.count_nonzero(mel_filters(float(n), **options)[:, :n]))
+
+
+def test_nonzeros_are_the_banks_nonzero_counts_at_integers():
+    layer = make(None)
+    for n in range(N_MELS + 1):
+        assert float(layer.nonzeros(n)) == bank_nonzeros(n)
+    wide = LogMel(sample_rate=16000, n_fft=400, hop_length=160, n_mels=80)  # the VAD front end
+    assert [float(wide.nonzeros(n)) for n in (2, 5, 16, 27, 80)] == [252, 315, 368, 380, 393]
+    assert float(wide.nonzeros(27)) == bank_nonzeros(27, n_mels=80, n_fft=400, sample_rate=16000, f_max=8000.0)
+
+
+def test_nonzeros_interpolate_linearly_with_a_gradient():
+    layer = make(None)
+    k = torch.tensor(6.25, dtype=torch.float64, requires_grad=True)
+    value = layer.nonzeros(k)
+    (grad,) = torch.autograd.grad(value, k)
+    assert float(grad) == bank_nonzeros(7) - bank_nonzeros(6)
+    assert float(value) == pytest.approx(bank_nonzeros(6) + 0.25 * (bank_nonzeros(7) - bank_nonzeros(6)))
+    for n in (1, 7, N_MELS - 1):  # continuous at the integers
+        assert float(layer.nonzeros(n + 1e-9)) == pytest.approx(float(layer.nonzeros(n - 1e-9)), abs=1e-6)
+    assert float(layer.nonzeros(float(N_MELS))) == bank_nonzeros(N_MELS)
+
+
+@pytest.mark.parametrize("init", [1.0, 6.0, 13.0, 20.0])
+def test_cost_equals_what_the_consolidated_module_executes(init):
     width = Width(N_MELS, init=init)
     layer = make(width).eval()
     n, batch = width.rounded, 2
+    plain = layer.consolidated()
+    nnz = bank_nonzeros(n)
+    assert plain.weights.shape == plain.bins.shape == plain.bands.shape == (nnz,)
     with FlopCounterMode(display=False) as counter:
-        layer.consolidated()(waveform(batch, SAMPLES))
-    matmul_flops = FRAMES * (2 * N_FFT * 2 * N_FREQ + 2 * N_FREQ * n)
-    assert counter.get_total_flops() == batch * matmul_flops
+        plain(waveform(batch, SAMPLES))
+    assert counter.get_total_flops() == batch * FRAMES * 2 * N_FFT * 2 * N_FREQ  # only the DFT is a matmul
     cost = layer.cost(FRAMES)
-    assert float(cost["flops"]) == matmul_flops + FRAMES * (3 * N_FREQ + 2 * n)
-    assert float(cost["macs"]) == matmul_flops / 2 and cost["params"] == 0.0
+    assert executed_flops(plain, waveform(batch, SAMPLES)) == batch * float(cost["flops"])
+    assert float(cost["flops"]) == FRAMES * (2 * N_FFT * 2 * N_FREQ + 3 * N_FREQ + 2 * nnz + 2 * n)
+    assert float(cost["macs"]) == FRAMES * (N_FFT * 2 * N_FREQ + nnz) and cost["params"] == 0.0
+    assert 2 * nnz < 2 * N_FREQ * n  # cheaper than the dense bank
 
 
 def test_cost_gradient_matches_finite_differences():
-    width = Width(N_MELS, init=7.3)
+    width = Width(N_MELS, init=7.5)
     layer = make(width)
     (grad,) = torch.autograd.grad(layer.cost(FRAMES)["flops"], width.value)
-    h = 0.5  # the cost is linear in K; a wide step keeps float32 rounding out of the quotient
+    h = 0.25  # the cost is linear in K between integers; a wide step keeps float32 rounding out of the quotient
     with torch.no_grad():
-        width.value.fill_(7.3 + h)
+        width.value.fill_(7.5 + h)
         up = float(layer.cost(FRAMES)["flops"])
-        width.value.fill_(7.3 - h)
+        width.value.fill_(7.5 - h)
         down = float(layer.cost(FRAMES)["flops"])
     assert float(grad) == pytest.approx((up - down) / (2 * h), rel=1e-4)
-    assert float(grad) == pytest.approx(FRAMES * (2 * N_FREQ + 2))
+    assert float(grad) == pytest.approx(FRAMES * (2 * (bank_nonzeros(8) - bank_nonzeros(7)) + 2))
+
+
+# -- the sparse bank -----------------------------------------------------------------------------------------
+def test_sparse_bank_holds_exactly_the_nonzeros():
+    bank = mel_filters(9.0, n_mels=N_MELS, n_fft=N_FFT, sample_rate=SR, f_min=0.0, f_max=SR / 2)[:, :9]
+    bins, bands, weights = sparse_bank(bank)
+    assert bins.dtype == bands.dtype == torch.int64 and weights.dtype == bank.dtype
+    assert bool((weights != 0).all()) and bool((bands[1:] >= bands[:-1]).all())
+    dense = torch.zeros_like(bank).index_put((bins, bands), weights)
+    assert torch.equal(dense, bank)
+    power = torch.rand(2, 5, N_FREQ, dtype=torch.float64)
+    torch.testing.assert_close(sparse_mel(power, bins, bands, weights, 9), power @ bank, rtol=1e-12, atol=1e-12)
+    with pytest.raises(SoftWidthError, match="sparse_bank"):
+        sparse_bank(bank[0])
+
+
+def test_state_dict_keeps_the_dense_bank_and_loading_refreshes_the_sparse_buffers():
+    layer = make(Width(N_MELS, init=11.0)).eval()
+    plain = layer.consolidated()
+    assert list(plain.state_dict()) == ["basis", "bank"]
+    x = waveform(2, SAMPLES)
+    other = torch.rand(N_FREQ, 11) * (torch.rand(N_FREQ, 11) > 0.7)  # another sparsity pattern (e.g. pruned)
+    state = {**plain.state_dict(), "bank": other}
+    copied = copy.deepcopy(plain)
+    assert list(copied.state_dict()) == ["basis", "bank"]  # a deep copy keeps the sparse buffers out of it
+    for module in (plain, copied):
+        module.load_state_dict(state)
+        assert list(module.state_dict()) == ["basis", "bank"]
+        assert module.weights.shape == (int(torch.count_nonzero(other)),)
+        want = torch.log(layer.power(x) @ other + 1e-6)
+        torch.testing.assert_close(module(x), want, rtol=0, atol=1e-5)
+        torch.testing.assert_close(torch.jit.script(module)(x), want, rtol=0, atol=1e-5)
 
 
 # -- gradient to K -----------------------------------------------------------------------------------------
@@ -336,14 +428,17 @@ def test_power_input_equals_waveform_input_and_its_consolidation():
 
 
 def test_power_input_cost_counts_only_the_mel_bank_and_log():
-    width = Width(N_MELS, init=6.0)
-    layer = make(width, input="power").eval()
-    with FlopCounterMode(display=False) as counter:
-        layer.consolidated()(torch.rand(2, FRAMES, N_FREQ))
-    assert counter.get_total_flops() == 2 * FRAMES * 2 * N_FREQ * 6
-    cost = layer.cost(FRAMES)
-    assert float(cost["flops"]) == FRAMES * (2 * N_FREQ * 6 + 2 * 6)
-    assert float(cost["macs"]) == FRAMES * N_FREQ * 6
+    for n in (1, 6, N_MELS):
+        width = Width(N_MELS, init=float(n))
+        layer = make(width, input="power").eval()
+        plain, power = layer.consolidated(), torch.rand(2, FRAMES, N_FREQ)
+        with FlopCounterMode(display=False) as counter:
+            plain(power)
+        assert counter.get_total_flops() == 0  # no matmul: the sparse bank is gathers, products and adds
+        cost, nnz = layer.cost(FRAMES), bank_nonzeros(n)
+        assert executed_flops(plain, power) == 2 * float(cost["flops"])
+        assert float(cost["flops"]) == FRAMES * (2 * nnz + 2 * n)
+        assert float(cost["macs"]) == FRAMES * nnz
 
 
 @pytest.mark.parametrize("x", [torch.rand(2, FRAMES, N_FREQ + 1), torch.rand(FRAMES), torch.ones(2, 3, N_FREQ,

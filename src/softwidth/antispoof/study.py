@@ -101,6 +101,8 @@ def _key(task: dict, config: AntispoofStudyConfig) -> str:
         settings["finetune_steps"] = config.finetune_steps
     if config.lr_decay != "constant":  # keys of runs trained before the field (constant rate) stay valid
         settings["lr_decay"] = config.lr_decay
+    if task["kind"] in ("dynamic", "stage"):  # price-aware width learning (WidthSGD, projection, proportional rounding)
+        settings["width_method"] = 2
     return run_key(task, settings)
 
 

@@ -5,9 +5,11 @@ This is the paper's VAD knob (Gómez & Bäckström, arXiv 2601.13704): the netwo
 40 filters of an 80-band bank), so the bank is a continuous function of the real ``K`` and is rebuilt in
 torch from ``K`` on every forward (it is only ``(n_freq, n_mels)``); see :func:`mel_filters`.
 
-The STFT is framing plus one matmul with a fixed real DFT basis (window folded in), so the consolidated
-module consists of matmuls that ``torch.utils.flop_counter.FlopCounterMode`` counts, and the same code
-scripts with TorchScript and exports to ONNX.
+The STFT is framing plus one matmul with a fixed real DFT basis (window folded in), which
+``torch.utils.flop_counter.FlopCounterMode`` counts. The triangular mel bank is sparse (each FFT bin feeds at most
+two bands: 380 nonzeros of 201 x 27 at 27 bands, 400-point FFT, 16 kHz), so the consolidated module applies only
+its nonzero weights (:func:`sparse_mel`: a gather, one multiply and one add per nonzero) and the cost counts
+exactly that. The same code scripts with TorchScript and exports to ONNX.
 """
 
 from __future__ import annotations
@@ -131,31 +133,103 @@ def power_spectrum(x: torch.Tensor, basis: torch.Tensor, n_fft: int, hop: int, c
     return real * real + imag * imag
 
 
+def sparse_bank(bank: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """The nonzero entries of a mel bank ``(n_freq, n)`` in COO form, ordered by band, then by bin.
+
+    Returns ``bins`` and ``bands`` (both ``(nnz,)`` int64) and ``weights`` ``(nnz,)`` in the bank's dtype, so
+    ``bank[bins, bands] == weights`` and every other entry of ``bank`` is zero. Each band's entries are one
+    contiguous run (``bands`` is nondecreasing).
+    """
+    if not isinstance(bank, torch.Tensor) or bank.dim() != 2:
+        got = tuple(bank.shape) if isinstance(bank, torch.Tensor) else type(bank).__name__
+        raise SoftWidthError(f"sparse_bank: expects a mel bank (n_freq, bands), got {got}")
+    bands, bins = torch.nonzero(bank.detach().t(), as_tuple=True)  # row-major over (band, bin)
+    return bins.contiguous(), bands.contiguous(), bank.detach()[bins, bands].contiguous()
+
+
+def sparse_mel(power: torch.Tensor, bins: torch.Tensor, bands: torch.Tensor, weights: torch.Tensor,
+               n: int) -> torch.Tensor:
+    """``power @ bank`` for the ``n``-band bank given in COO form (:func:`sparse_bank`), ``(..., n)``.
+
+    One multiply per nonzero weight (the gathered bins times their weights) and one add per nonzero weight
+    (accumulated into zeros per band); stock torch ops only, so it traces with fx, scripts and exports to ONNX.
+    """
+    gathered = power.index_select(-1, bins) * weights  # (..., nnz)
+    mel = torch.zeros(power.shape[:-1] + (n,), dtype=power.dtype, device=power.device)
+    return mel.index_add(-1, bands, gathered)
+
+
+_SPARSE = ("bins", "bands", "weights")
+
+
+def _register_sparse(module: nn.Module, bank: torch.Tensor) -> None:
+    """(Re)register the non-persistent COO buffers ``bins``, ``bands``, ``weights`` of ``bank`` on ``module``."""
+    for name, value in zip(_SPARSE, sparse_bank(bank)):
+        module.register_buffer(name, value, persistent=False)
+
+
+def _unlisted(module: nn.Module) -> None:
+    """Mark the COO buffers non-persistent again (``GraphModule``'s deepcopy re-registers them as persistent)."""
+    for name in _SPARSE:
+        module.register_buffer(name, getattr(module, name), persistent=False)
+
+
+def _drop_sparse(module: nn.Module, state_dict: dict, prefix: str, local_metadata) -> None:
+    """State-dict hook: the state dict describes the bank by its dense ``bank`` only."""
+    _unlisted(module)
+    for name in _SPARSE:
+        state_dict.pop(prefix + name, None)
+
+
+def _before_load(module: nn.Module, state_dict, prefix, local_metadata, strict, missing, unexpected, errors) -> None:
+    """Load-state-dict pre hook: the COO buffers are not expected in the loaded state dict."""
+    _unlisted(module)
+
+
+def _refresh_sparse(module: nn.Module, incompatible_keys) -> None:
+    """Load-state-dict post hook: the COO buffers follow the loaded dense ``bank`` (e.g. a pruned bank)."""
+    _register_sparse(module, module.bank)
+
+
 class _Frontend(nn.Module):
-    """The consolidated front end before tracing: fixed DFT basis and fixed ``n``-band mel bank."""
+    """The consolidated front end before tracing: fixed DFT basis and fixed ``n``-band mel bank in COO form."""
 
     def __init__(self, basis: torch.Tensor, bank: torch.Tensor, *, n_fft: int, hop: int, center: bool,
                  log_eps: float) -> None:
         super().__init__()
         self.register_buffer("basis", basis)
-        self.register_buffer("bank", bank)
-        self.n_fft, self.hop, self.center, self.log_eps = n_fft, hop, center, log_eps
+        _register_sparse(self, bank)
+        self.n_fft, self.hop, self.center, self.log_eps, self.n = n_fft, hop, center, log_eps, bank.shape[1]
 
     def forward(self, waveform):  # unannotated: fx would emit a type name TorchScript cannot resolve
         power = power_spectrum(waveform, self.basis, self.n_fft, self.hop, self.center)
-        return torch.log(torch.matmul(power, self.bank) + self.log_eps)
+        return torch.log(sparse_mel(power, self.bins, self.bands, self.weights, self.n) + self.log_eps)
 
 
 class _MelBank(nn.Module):
-    """The consolidated front end of a power-spectrum input: fixed ``n``-band mel bank and log."""
+    """The consolidated front end of a power-spectrum input: fixed ``n``-band mel bank in COO form and log."""
 
     def __init__(self, bank: torch.Tensor, *, log_eps: float) -> None:
         super().__init__()
-        self.register_buffer("bank", bank)
-        self.log_eps = log_eps
+        _register_sparse(self, bank)
+        self.log_eps, self.n = log_eps, bank.shape[1]
 
     def forward(self, power):  # unannotated, as above
-        return torch.log(torch.matmul(power, self.bank) + self.log_eps)
+        return torch.log(sparse_mel(power, self.bins, self.bands, self.weights, self.n) + self.log_eps)
+
+
+def _graph_module(root: nn.Module, bank: torch.Tensor) -> fx.GraphModule:
+    """``root`` traced into a stock GraphModule (class name ``LogMel``) that keeps the dense ``bank`` as its
+    persistent buffer (the state dict's description of the bank) and the COO buffers the graph runs as
+    non-persistent ones, re-derived from ``bank`` whenever a state dict is loaded (also after a deepcopy)."""
+    plain = fx.GraphModule(root, fx.Tracer().trace(root), class_name="LogMel")
+    _unlisted(plain)  # GraphModule copies buffers as persistent ones
+    plain.register_buffer("bank", bank)
+    # hooks of the instance (a GraphModule's deepcopy keeps its state-dict hooks, not its non-persistent set)
+    getattr(plain, "register_state_dict_post_hook", plain._register_state_dict_hook)(_drop_sparse)
+    plain.register_load_state_dict_pre_hook(_before_load)
+    plain.register_load_state_dict_post_hook(_refresh_sparse)
+    return plain
 
 
 class LogMel(DynamicLayer):
@@ -195,11 +269,13 @@ class LogMel(DynamicLayer):
     ``shape_grad=False``, and the noise-mix gate) and at ``K = width.rounded`` in eval mode (then the gate
     truncates to the first ``rounded`` bands, which equals :meth:`consolidated`).
 
-    Cost per frame (FlopCounterMode convention: a matmul is 2 FLOPs per multiply-accumulate): DFT matmul
-    ``2 * n_fft * 2 * n_freq``, power ``3 * n_freq``, mel matmul ``2 * n_freq * K``, log and eps ``2 * K``;
-    MACs are the matmul MACs ``n_fft * 2 * n_freq + n_freq * K``; params 0 (the basis and bank are buffers).
-    With ``input="power"`` the DFT and power terms are absent. Positions are frames per example.
-    Differentiable in ``K``.
+    Cost per frame, in FLOPs (FlopCounterMode convention: a matmul is 2 FLOPs per multiply-accumulate): DFT
+    matmul ``2 * n_fft * 2 * n_freq``, power ``3 * n_freq``, sparse mel bank ``2 * nnz(K)`` (a multiply and an add
+    per nonzero weight, what :meth:`consolidated` runs), log and eps ``2 * K``; MACs ``n_fft * 2 * n_freq +
+    nnz(K)``; params 0 (the basis and bank are buffers). ``nnz(n)`` (:meth:`nonzeros`) is the exact nonzero
+    count of the ``n``-band bank (``(n_freq, n)``), linear between integers, so the cost is continuous and
+    differentiable in ``K``. With ``input="power"`` the DFT and power terms are absent. Positions are frames per
+    example.
     """
 
     def __init__(
@@ -286,11 +362,31 @@ class LogMel(DynamicLayer):
         return x.to(self.basis.dtype)
 
     # -- DynamicLayer ------------------------------------------------------------------------------
+    def nonzeros(self, bands) -> torch.Tensor:
+        """Nonzero weights of the ``bands``-band bank (the first ``n`` columns of :func:`mel_filters` at
+        ``K = n``): exact at integers, linear in between (continuous and differentiable in a real ``K``, whose
+        graph the result keeps); float64 scalar tensor, ``0 <= bands <= n_mels``."""
+        k = bands if isinstance(bands, torch.Tensor) else torch.tensor(float(bands), dtype=torch.float64)
+        low = int(k.detach().floor().clamp(0, self.n_mels - 1))
+        below, above = self._band_nonzeros(low), self._band_nonzeros(low + 1)
+        return below + (k.to(torch.float64) - low) * (above - below)
+
+    def _band_nonzeros(self, n: int) -> float:
+        """Exact nonzero count of the ``n``-band bank, cached per ``n`` (``n = 0``: none)."""
+        cache = self.__dict__.setdefault("_nonzeros", {})
+        if n not in cache:  # the first n columns of the n-band bank do not depend on n_mels: build only those
+            bank = mel_filters(float(n), n_mels=n, n_fft=self.n_fft, sample_rate=self.sample_rate,
+                               f_min=self.f_min, f_max=self.f_max) if n else torch.zeros(0)
+            cache[n] = float(torch.count_nonzero(bank))
+        return cache[n]
+
     def cost(self, positions: float) -> Cost:
         k, f, p = self.out_layout.real(), self.n_freq, positions
         dft = (2 * self.n_fft * 2 * f + 3 * f, self.n_fft * 2 * f) if self.input == "waveform" else (0, 0)
-        flops = (dft[0] + 2 * f * k + 2 * k) * p
-        return {"flops": flops, "macs": (dft[1] + f * k) * p, "params": 0.0}
+        nnz = self.nonzeros(k)  # the bank is sparse: a multiply and an add per nonzero weight
+        nnz = nnz.to(k.dtype) if isinstance(k, torch.Tensor) and k.is_floating_point() else float(nnz)
+        flops = (dft[0] + 2 * nnz + 2 * k) * p
+        return {"flops": flops, "macs": (dft[1] + nnz) * p, "params": 0.0}
 
     def count_positions(self, inputs: tuple, output: torch.Tensor, batch: int) -> float:
         out = output[0] if isinstance(output, tuple) else output
@@ -299,8 +395,12 @@ class LogMel(DynamicLayer):
     def consolidated(self) -> fx.GraphModule:
         """A stock ``torch.fx.GraphModule`` (class name ``LogMel``) with the fixed ``rounded``-band bank.
 
-        Runs without softwidth, scripts with TorchScript and exports to ONNX; buffers ``basis``
-        ``(n_fft, 2 n_freq)`` and ``bank`` ``(n_freq, rounded)``; output ``(..., frames, rounded)``.
+        Runs without softwidth, scripts with TorchScript and exports to ONNX; output ``(..., frames, rounded)``.
+        State-dict buffers ``basis`` ``(n_fft, 2 n_freq)`` (waveform input only) and the dense ``bank``
+        ``(n_freq, rounded)``; the graph runs the bank's nonzeros (:func:`sparse_mel`), held in the
+        non-persistent buffers ``bins``, ``bands`` (``(nnz,)`` int64) and ``weights`` ``(nnz,)``, which a
+        ``load_state_dict`` re-derives from the loaded ``bank`` (a post hook; after writing ``bank`` in place,
+        call ``load_state_dict(state_dict())`` to refresh them).
         """
         n = self.out_layout.rounded
         bank = mel_filters(float(n), n_mels=self.n_mels, n_fft=self.n_fft, sample_rate=self.sample_rate,
@@ -311,7 +411,7 @@ class LogMel(DynamicLayer):
         else:
             root = _Frontend(self.basis.detach().clone(), bank, n_fft=self.n_fft, hop=self.hop_length,
                              center=self.center, log_eps=self.log_eps)
-        return fx.GraphModule(root, fx.Tracer().trace(root), class_name="LogMel")
+        return _graph_module(root, bank)
 
     def extra_repr(self) -> str:
         return (f"sample_rate={self.sample_rate}, n_fft={self.n_fft}, win_length={self.win_length}, "

@@ -11,8 +11,9 @@ importance (ties: lower index first), so the most important features come first 
 Importance per width (``|.|_1`` sums absolute values over every named axis; full-size trained weights):
 
 - CRNN ``bands``: band ``i``'s slice of the conv1 weight ``|conv1.weight[:, i, :]|_1``. The kept bands are
-  those columns of the trained model's full mel bank (not a ``K``-band bank; same cost), with ``norm0`` and
-  conv1's input channels sliced to match.
+  those columns of the trained model's full mel bank (not a ``K``-band bank), with ``norm0`` and conv1's input
+  channels sliced to match. The cost is priced as a ``K``-band bank's (the sizes' cost); the full bank's narrower
+  filters have fewer nonzeros, so the sparse bank the pruned model runs costs at most that.
 - CRNN ``conv1`` / ``conv2``: filter ``o``'s weights ``|conv.weight[o]|_1``; slices the conv's output
   filters and bias, its BatchNorm (affine parameters and running statistics) and the next layer's input
   channels (conv2, resp. the GRU's ``weight_ih`` columns).

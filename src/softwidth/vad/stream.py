@@ -25,6 +25,7 @@ import torch
 from torch import nn
 
 from ..errors import SoftWidthError
+from ..layers.frontend import sparse_bank
 from .models import HOP, N_FFT, SAMPLE_RATE
 
 __all__ = ["StreamingVAD", "boundary_delays", "segments"]
@@ -118,19 +119,24 @@ class StreamingVAD:
 class _FrameStep:
     """The consolidated CRNN as NumPy arrays, run on consecutive frames with carried state.
 
-    Called as ``step(power (n, 201) float32) -> probabilities (n,) float32``: log-mel (the model's bank and log
-    offset), the input BatchNorm as a per-band scale and shift, each causal ``Conv1d(k=3)`` with its BatchNorm
-    folded in as one product of the 3-frame window ``[x[t-2], x[t-1], x[t]]`` with a ``(3 * C_in, C_out)`` matrix,
-    ReLU, then the GRU cell (gates r, z, n as in ``torch.nn.GRU``) frame by frame, the linear head and a sigmoid.
-    The state is the last two frames into each convolution and the GRU's hidden vector; :meth:`reset` sets it to
-    what the batch model sees at the start (4 zero frames of left padding after the input norm).
+    Called as ``step(power (n, 201) float32) -> probabilities (n,) float32``: log-mel (the model's bank, applied
+    through its nonzero weights only as the consolidated module does, and its log offset), the input BatchNorm as
+    a per-band scale and shift, each causal ``Conv1d(k=3)`` with its BatchNorm folded in as one product of the
+    3-frame window ``[x[t-2], x[t-1], x[t]]`` with a ``(3 * C_in, C_out)`` matrix, ReLU, then the GRU cell (gates
+    r, z, n as in ``torch.nn.GRU``) frame by frame, the linear head and a sigmoid. The state is the last two
+    frames into each convolution and the GRU's hidden vector; :meth:`reset` sets it to what the batch model sees
+    at the start (4 zero frames of left padding after the input norm).
     """
 
     def __init__(self, m: nn.Module) -> None:
         _check_crnn(m)
         with torch.no_grad():
-            self.bank = _array(m.mel.bank)
-            self.log_eps = float(torch.exp(m.mel(torch.zeros(1, self.bank.shape[0], dtype=m.mel.bank.dtype)))[0, 0])
+            bank = m.mel.bank
+            self.bins, bands, self.weights = (_array(t) for t in sparse_bank(bank))
+            self.n_bands, self.dtype = bank.shape[1], self.weights.dtype
+            self.bands = np.unique(bands)  # bands with a nonzero weight; their entries are contiguous runs
+            self.starts = np.searchsorted(bands, self.bands)
+            self.log_eps = float(torch.exp(m.mel(torch.zeros(1, bank.shape[0], dtype=bank.dtype)))[0, 0])
             self.scale0, self.shift0 = _affine(m.norm0)
             self.w1, self.b1 = _folded_conv(m.conv1, m.norm1)
             self.w2, self.b2 = _folded_conv(m.conv2, m.norm2)
@@ -142,13 +148,13 @@ class _FrameStep:
         self.reset()
 
     def reset(self) -> None:
-        self.conv_in = np.zeros((2, self.bank.shape[1]), dtype=self.bank.dtype)  # zero padding, after norm0
+        self.conv_in = np.zeros((2, self.n_bands), dtype=self.dtype)  # zero padding, after norm0
         first = np.maximum(self.b1, 0)  # conv1's output on the zero padding
         self.conv_mid = np.stack([first, first])
-        self.h = np.zeros(self.hidden, dtype=self.bank.dtype)
+        self.h = np.zeros(self.hidden, dtype=self.dtype)
 
     def __call__(self, power: np.ndarray) -> np.ndarray:
-        feat = np.log(power @ self.bank + self.log_eps) * self.scale0 + self.shift0  # (n, bands)
+        feat = np.log(self._mel(power) + self.log_eps) * self.scale0 + self.shift0  # (n, bands)
         x = np.concatenate([self.conv_in, feat])
         mid = np.concatenate([self.conv_mid, np.maximum(_windows(x) @ self.w1 + self.b1, 0)])
         self.conv_in, self.conv_mid = x[-2:], mid[-2:]
@@ -163,6 +169,14 @@ class _FrameStep:
             out[t] = h
         self.h = h
         return _sigmoid(out @ self.w_out + self.b_out).reshape(-1).astype(np.float32)
+
+    def _mel(self, power: np.ndarray) -> np.ndarray:
+        """``power @ bank`` from the bank's nonzeros, ``(n, bands)``: each nonzero weight times its bin, summed per
+        band (one ``np.add.reduceat`` over the band-sorted products); bands without a weight stay zero."""
+        mel = np.zeros((len(power), self.n_bands), dtype=np.result_type(power, self.weights))
+        if len(power) and len(self.starts):
+            mel[:, self.bands] = np.add.reduceat(power[:, self.bins] * self.weights, self.starts, axis=1)
+        return mel
 
 
 def _check_crnn(m: nn.Module) -> None:
