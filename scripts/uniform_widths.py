@@ -31,12 +31,11 @@ from softwidth.experiments.paired import LEVEL, describe, paired_difference, poo
 from softwidth.experiments.runs import run_all
 from softwidth.vad.data import load_split
 from softwidth.vad.models import HEADS, MODELS
-from softwidth.vad.study import _key, config_from_results, model_cost, run_one
+from softwidth.vad.study import MEL_PRICE, _key, config_from_results, model_cost, run_one
 
 ROOT = Path(__file__).resolve().parents[1]
 STUDY = ROOT / "results" / "vad" / "results.json"
 OUT = ROOT / "results" / "vad_pilots"
-MEL_PRICE = "sparse"  # how model_cost prices the mel bank today (LogMel.cost counts the bank's nonzeros)
 
 
 def uniform_sizes(kind: str, full: dict, budget: float) -> dict:

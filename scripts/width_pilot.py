@@ -58,8 +58,8 @@ def study_config(corpus: str, variant: str):
     """The study's config for a dynamic ``variant`` name (see the module docstring)."""
     from softwidth.vad.study import VadStudyConfig
 
-    config = VadStudyConfig(corpus=corpus)
     parts = variant.split("/")[1:]
+    config = VadStudyConfig(corpus=corpus, restart="restart" in parts)
     if parts:
         config = replace(config, width_optimizer=parts[0])
     for part in parts[1:]:

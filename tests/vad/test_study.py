@@ -10,7 +10,7 @@ import pytest
 from softwidth.errors import SoftWidthError
 from softwidth.vad.store import load_vad
 from softwidth.experiments.runs import plan_phase2, run_key
-from softwidth.vad.study import TRAINING_FIELDS, VadStudyConfig, _key, config_from_results, model_cost, plan, run_study
+from softwidth.vad.study import MEL_PRICE, TRAINING_FIELDS, VadStudyConfig, _key, config_from_results, model_cost, plan, run_study
 
 SIZES = {"crnn": {"conv1": 8, "conv2": 8, "hidden": 8, "bands": 24},
          "transformer": {"bands": 16, "ff1": 16, "ff2": 16}}
@@ -42,8 +42,10 @@ def test_lr_decay_keys_runs_and_old_results_read_as_constant_rate():
     config = VadStudyConfig(corpus="x")
     constant = replace(config, lr_decay="constant")
     task = plan(config)[0]
-    # a constant-rate run keeps the key it had before the field existed; a cosine run gets its own
-    assert _key(task, constant) == run_key(task, {name: asdict(constant)[name] for name in TRAINING_FIELDS})
+    # a constant-rate run's key is the one it had before the field existed (at today's mel price); a cosine run
+    # gets its own
+    stored = {**{name: asdict(constant)[name] for name in TRAINING_FIELDS}, "mel_price": MEL_PRICE}
+    assert _key(task, constant) == run_key(task, stored)
     assert _key(task, config) != _key(task, constant)
     raw = json.loads(json.dumps(asdict(config)))
     assert config_from_results({"config": raw}) == config
@@ -62,6 +64,27 @@ def test_mel_shape_grad_keys_only_width_learning_runs_and_old_results_read_as_on
     raw = json.loads(json.dumps(asdict(config)))
     del raw["mel_shape_grad"]  # results.json written before the field
     assert config_from_results({"config": raw}).mel_shape_grad is True
+
+
+def test_restart_keys_only_width_learning_runs_and_old_results_read_as_off():
+    config = VadStudyConfig(corpus="x")
+    assert config.restart is True
+    off = replace(config, restart=False)
+    by_kind = {t["kind"]: t for t in plan(config)}
+    assert _key(by_kind["baseline"], config) == _key(by_kind["baseline"], off)
+    assert _key(by_kind["dynamic"], config) != _key(by_kind["dynamic"], off)
+    assert _key(by_kind["bands"], config) != _key(by_kind["bands"], off)
+    raw = json.loads(json.dumps(asdict(config)))
+    del raw["restart"], raw["width_optimizer"]  # results.json written before the fields
+    old = config_from_results({"config": raw})
+    assert (old.restart, old.width_optimizer) == (False, "adam")
+
+
+def test_every_run_is_keyed_by_the_mel_price():
+    config = VadStudyConfig(corpus="x")
+    for task in plan(config):
+        settings = {name: asdict(config)[name] for name in TRAINING_FIELDS}
+        assert _key(task, config) != run_key(task, settings)  # the key of the same run at the dense price
 
 
 def test_micro_study_writes_results_tables_plots_and_resumes(tmp_path, corpus):

@@ -64,7 +64,8 @@ class VadStudyConfig:
     bank's :class:`~softwidth.layers.LogMel` ``shape_grad`` in the width-learning runs (``False``: the band count
     learns through the gate only, chosen on the validation split, docs/method.md); ``width_optimizer``: the widths'
     optimizer in ``fit`` (:class:`~softwidth.FitConfig`; ``"shared"``, chosen on the validation split by
-    ``scripts/width_pilot.py``)."""
+    ``scripts/width_pilot.py``); ``restart``: the dynamic runs' weights are re-initialised at the freeze
+    (``FitConfig.restart``; chosen on the validation split with the optimizer, docs/method.md point 13)."""
 
     corpus: str = ""
     models: tuple[str, ...] = ("crnn", "transformer")
@@ -85,7 +86,7 @@ class VadStudyConfig:
     lr_decay: str = "cosine"
     mel_shape_grad: bool = False
     width_optimizer: str = "shared"
-    restart: bool = False
+    restart: bool = True
     workers: int = 2
 
     @classmethod
@@ -107,6 +108,7 @@ def _loss(model: nn.Module, batch) -> torch.Tensor:
     return F.binary_cross_entropy_with_logits(model(power), labels)
 
 
+MEL_PRICE = "sparse"  # how LogMel.cost prices the filter bank (its nonzeros); part of every run's key
 TRAINING_FIELDS = ("corpus", "sizes", "steps", "epochs", "batch_size", "crop_frames", "lr", "finetune_steps",
                    "kappa_min", "schedule")
 
@@ -114,6 +116,9 @@ TRAINING_FIELDS = ("corpus", "sizes", "steps", "epochs", "batch_size", "crop_fra
 def _key(task: dict, config: VadStudyConfig) -> str:
     """A run's storage key: the task and every setting that changes how it trains (not seeds/targets lists)."""
     settings = {name: asdict(config)[name] for name in TRAINING_FIELDS}
+    # every record stores its FLOP/s: runs stored before the mel bank was priced by its nonzeros (LogMel.cost)
+    # carry the dense price, so none of them is reused
+    settings["mel_price"] = MEL_PRICE
     if config.lr_decay != "constant":  # keys of runs trained before the field (constant rate) stay valid
         settings["lr_decay"] = config.lr_decay
     if task["kind"] in ("dynamic", "bands"):  # only these runs learn widths
@@ -267,4 +272,5 @@ def config_from_results(results: dict) -> VadStudyConfig:
     raw.setdefault("lr_decay", "constant")  # results written before the field trained at a constant rate
     raw.setdefault("mel_shape_grad", True)  # and before this one with the gradient through the filter shapes
     raw.setdefault("width_optimizer", "adam")  # and before this one with an Adam group per width
+    raw.setdefault("restart", False)  # and before this one kept the full-size weights after the freeze
     return replace(VadStudyConfig(), **raw)
