@@ -37,13 +37,13 @@ import torch.nn.functional as F
 from torch import nn
 
 import softwidth as sw
-from softwidth.antispoof import models as cm
-from softwidth.antispoof.study import AS_SCHEDULE
+from softwidth_studies.antispoof import models as cm
+from softwidth_studies.antispoof.study import AS_SCHEDULE
 from softwidth.optim import width_modules
 from softwidth.schedule import WidthScheduler
 from softwidth.shrink import shrink
-from softwidth.vad import models as vad
-from softwidth.vad.study import VAD_SCHEDULE
+from softwidth_studies.vad import models as vad
+from softwidth_studies.vad.study import VAD_SCHEDULE
 
 from ._common import Settings, time_calls
 

@@ -6,13 +6,13 @@ weights: the time does not depend on them); the full model is the study's size w
 ``torch.no_grad()``, one thread. Settings:
 
 - ``batch 32``: 32 canvases of 8 s (800 frames) of power spectra, one forward;
-- ``stream 10 ms`` / ``stream 1 s`` (CRNN): :class:`~softwidth.vad.stream.StreamingVAD` fed 10 s of audio in
+- ``stream 10 ms`` / ``stream 1 s`` (CRNN): :class:`~softwidth_studies.vad.stream.StreamingVAD` fed 10 s of audio in
   160-sample (10 ms) or 16000-sample (1 s) pushes, STFT included;
 - ``batch 1, 1 s`` (Transformer, which attends over 1 s chunks and does not stream frame by frame): one 1 s
   chunk (100 frames);
 - ResNet countermeasure: ``batch 32 x 4 s`` and ``batch 1 x 4 s`` clips of LFCC features (201 frames, 60 coefficients).
 
-The streaming settings run :class:`~softwidth.vad.stream.StreamingVAD`, whose per-frame network is NumPy
+The streaming settings run :class:`~softwidth_studies.vad.stream.StreamingVAD`, whose per-frame network is NumPy
 (``runtime: numpy``); the whole-tensor settings run in PyTorch eager (``runtime: torch``). They
 run a second time in ONNX Runtime (``runtime: onnxruntime``, one intra-op thread, sequential execution, all graph
 optimizations), the consolidated and the full model each exported with :func:`softwidth.export.to_onnx` at the
@@ -37,12 +37,12 @@ import numpy as np
 import torch
 
 import softwidth as sw
-from softwidth.antispoof import models as cm
-from softwidth.antispoof.study import AntispoofStudyConfig
-from softwidth.antispoof.study import model_cost as cm_cost
-from softwidth.vad import models as vad
-from softwidth.vad.stream import StreamingVAD
-from softwidth.vad.study import model_cost as vad_cost
+from softwidth_studies.antispoof import models as cm
+from softwidth_studies.antispoof.study import AntispoofStudyConfig
+from softwidth_studies.antispoof.study import model_cost as cm_cost
+from softwidth_studies.vad import models as vad
+from softwidth_studies.vad.stream import StreamingVAD
+from softwidth_studies.vad.study import model_cost as vad_cost
 
 from ._common import Settings, time_calls
 

@@ -21,7 +21,7 @@ from pathlib import Path
 import numpy as np
 import soundfile as sf
 
-CODE = ("import resource, sys; from softwidth.cli import main; rc = main(sys.argv[1:]); "
+CODE = ("import resource, sys; from softwidth_studies.cli import main; rc = main(sys.argv[1:]); "
         "print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024); sys.exit(rc)")
 
 

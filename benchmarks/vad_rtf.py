@@ -9,7 +9,7 @@ Two parts:
   ``test`` split, 8 canvases of 7.5 s): the study's trained seed-0 CRNNs (baseline and the dynamic runs at each
   budget, weights from ``results/vad/runs``, or, where that folder is absent, the same sizes with initial
   weights: the time does not depend on them) in batch (one batch of the 8 canvases, STFT included) and
-  streaming (:class:`~softwidth.vad.stream.StreamingVAD`, 10 ms pushes), Silero VAD (its TorchScript model,
+  streaming (:class:`~softwidth_studies.vad.stream.StreamingVAD`, 10 ms pushes), Silero VAD (its TorchScript model,
   ``audio_forward`` over the 60 s) and WebRTC VAD (one aggressiveness mode, 10 ms frames). Needs the corpus
   (``--corpus``); skipped with a message if it is absent.
 
@@ -25,11 +25,11 @@ import numpy as np
 import torch
 
 import softwidth as sw
-from softwidth.data.audio import read_audio
-from softwidth.vad.data import power_spectrum
-from softwidth.vad.models import build_model
-from softwidth.vad.models import SAMPLE_RATE
-from softwidth.vad.stream import StreamingVAD
+from softwidth_studies.data.audio import read_audio
+from softwidth_studies.vad.data import power_spectrum
+from softwidth_studies.vad.models import build_model
+from softwidth_studies.vad.models import SAMPLE_RATE
+from softwidth_studies.vad.stream import StreamingVAD
 
 from ._common import Settings, time_call
 
@@ -61,8 +61,8 @@ def _test_audio(corpus: Path, seconds: float) -> np.ndarray:
 
 
 def _now(settings: Settings, results: dict) -> list[dict]:
-    from softwidth.vad.peers import PEERS
-    from softwidth.vad.study import config_from_results, load_run_model
+    from softwidth_studies.vad.peers import PEERS
+    from softwidth_studies.vad.study import config_from_results, load_run_model
 
     seconds = 3.0 if settings.quick else SECONDS
     audio = _test_audio(settings.corpus, seconds)

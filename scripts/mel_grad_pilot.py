@@ -20,7 +20,7 @@ from pathlib import Path
 
 import numpy as np
 
-from softwidth.data.cache import default_cache_dir
+from softwidth_studies.data.cache import default_cache_dir
 
 ROOT = Path(__file__).resolve().parents[1]
 SEEDS = (0, 1, 2)
@@ -29,7 +29,7 @@ POINTS = (("crnn", 0.5), ("transformer", 0.25))
 
 def job(args: tuple) -> dict:
     corpus, shape_grad, model, target, seed = args
-    from softwidth.vad.study import VadStudyConfig, validation_eer
+    from softwidth_studies.vad.study import VadStudyConfig, validation_eer
 
     start = time.perf_counter()
     task = {"model": model, "kind": "dynamic", "seed": seed, "target": target}

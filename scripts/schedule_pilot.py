@@ -28,7 +28,7 @@ from pathlib import Path
 
 import numpy as np
 
-from softwidth.data.cache import default_cache_dir
+from softwidth_studies.data.cache import default_cache_dir
 from softwidth.schedule import Schedule
 
 ROOT = Path(__file__).resolve().parents[1]

@@ -5,8 +5,8 @@ factor. For each relative budget of the VAD study (0.5, 0.25, 0.125 of each mode
 takes that model: every width of the full-size model times one factor, rounded down (the Transformer's band count to
 a multiple of its 4 heads, every width at least its minimum), the largest factor whose consolidated model fits the
 budget (:func:`uniform_sizes`). It trains it from scratch for each seed exactly as the study trains its fixed-size
-models (``softwidth.vad.study.run_one``, kind ``fixed``: same steps, rate, crops and seed), scores it on the test
-split like every study run, and compares, paired by seed (:mod:`softwidth.experiments.paired`), with the study's
+models (``softwidth_studies.vad.study.run_one``, kind ``fixed``: same steps, rate, crops and seed), scores it on the test
+split like every study run, and compares, paired by seed (:mod:`softwidth_studies.experiments.paired`), with the study's
 runs of the same budget read from ``results/vad/results.json``: the dynamic runs (every width trainable) and the
 fixed-size models trained from scratch at the sizes those runs chose. The second comparison isolates the value of
 the learned allocation of the budget across layers; the first is what a user of the library gets.
@@ -26,12 +26,12 @@ import sys
 from dataclasses import replace
 from pathlib import Path
 
-from softwidth.data.cache import default_cache_dir
-from softwidth.experiments.paired import LEVEL, describe, paired_difference, pooled_difference
-from softwidth.experiments.runs import run_all
-from softwidth.vad.data import load_split
-from softwidth.vad.models import HEADS, MODELS
-from softwidth.vad.study import MEL_PRICE, _key, config_from_results, model_cost, run_one
+from softwidth_studies.data.cache import default_cache_dir
+from softwidth_studies.experiments.paired import LEVEL, describe, paired_difference, pooled_difference
+from softwidth_studies.experiments.runs import run_all
+from softwidth_studies.vad.data import load_split
+from softwidth_studies.vad.models import HEADS, MODELS
+from softwidth_studies.vad.study import MEL_PRICE, _key, config_from_results, model_cost, run_one
 
 ROOT = Path(__file__).resolve().parents[1]
 STUDY = ROOT / "results" / "vad" / "results.json"

@@ -37,8 +37,8 @@ from pathlib import Path
 
 from uniform_widths import uniform_sizes
 
-from softwidth.data.cache import default_cache_dir
-from softwidth.experiments.paired import LEVEL, describe, paired_difference, pooled_difference
+from softwidth_studies.data.cache import default_cache_dir
+from softwidth_studies.experiments.paired import LEVEL, describe, paired_difference, pooled_difference
 
 ROOT = Path(__file__).resolve().parents[1]
 OUT = ROOT / "results" / "vad_pilots"
@@ -48,15 +48,15 @@ TRACED = ("crnn", 0.25, 0)
 
 
 def _full(model: str) -> dict:
-    from softwidth.vad.models import MODELS
-    from softwidth.vad.study import VadStudyConfig
+    from softwidth_studies.vad.models import MODELS
+    from softwidth_studies.vad.study import VadStudyConfig
 
     return {**MODELS[model].defaults, **VadStudyConfig().sizes[model]}
 
 
 def study_config(corpus: str, variant: str):
     """The study's config for a dynamic ``variant`` name (see the module docstring)."""
-    from softwidth.vad.study import VadStudyConfig
+    from softwidth_studies.vad.study import VadStudyConfig
 
     parts = variant.split("/")[1:]
     config = VadStudyConfig(corpus=corpus, restart="restart" in parts)
@@ -76,7 +76,7 @@ def study_config(corpus: str, variant: str):
 def job(args: tuple) -> dict:
     corpus, variant, model, target, seed, sizes = args
     from softwidth.trace import plot_trace, read_trace
-    from softwidth.vad.study import validation_eer
+    from softwidth_studies.vad.study import validation_eer
 
     start = time.perf_counter()
     dynamic = variant.startswith("dynamic")
@@ -109,7 +109,7 @@ def controller_figures(rows: list[dict]) -> dict:
 
 
 def _cost(model: str, sizes: dict) -> float:
-    from softwidth.vad.study import model_cost
+    from softwidth_studies.vad.study import model_cost
 
     return model_cost(model, sizes)["flops_per_s"]
 

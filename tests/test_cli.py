@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from softwidth.cli import main
+from softwidth_studies.cli import main
 
 
 def test_demo_runs_and_prints_the_consolidated_model(capsys):

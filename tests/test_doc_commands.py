@@ -41,7 +41,7 @@ import soundfile as sf
 import torch._dynamo  # noqa: F401 - a process's first optimizer imports it (~4 s): the studies' workers fork from here
 from doc_blocks import ROOT, bash_commands, saved_script
 
-from softwidth.cli import build_parser, main
+from softwidth_studies.cli import build_parser, main
 
 TESTS = ROOT / "tests"
 VENV_BIN = Path(sys.executable).parent
@@ -169,8 +169,8 @@ def run_in(command: str, ws: Workspace) -> None:
 
 
 def _refuse_network(patch: pytest.MonkeyPatch) -> None:
-    """apt-get (softwidth.data.packages runs it to fetch Debian packages) and sockets to other hosts raise."""
-    from softwidth.data import packages
+    """apt-get (softwidth_studies.data.packages runs it to fetch Debian packages) and sockets to other hosts raise."""
+    from softwidth_studies.data import packages
 
     def no_apt(cmd, cwd=None):
         raise AssertionError(f"a documented command ran {cmd[:3]}: its row must give it a fixture instead")
@@ -292,7 +292,7 @@ def _demo(ws: Workspace, argv: list[str]) -> None:
 
 
 def _synthetic(ws: Workspace, argv: list[str]) -> None:
-    from softwidth.experiments import synthetic
+    from softwidth_studies.experiments import synthetic
 
     args = _args(argv)
     out_dir = args.out or Path("results/synthetic_quick" if args.quick else "results/synthetic")
@@ -322,7 +322,7 @@ def _synthetic(ws: Workspace, argv: list[str]) -> None:
 
 
 def _sweep(ws: Workspace, argv: list[str]) -> None:
-    import softwidth.sweep as sweep_module
+    import softwidth_studies.sweep as sweep_module
 
     args = _args(argv)
     real = sweep_module._CASE_STUDIES[args.case_study]
@@ -379,7 +379,7 @@ def _built(args, cwd: Path) -> Path:
 
 def _vad_build_scaled(ws: Workspace, args) -> None:
     """Debian speech and noise (None) become the VCTK / ESC-50 stand-ins; every size has VAD_BUILD canvases."""
-    from softwidth.data import vad_corpus
+    from softwidth_studies.data import vad_corpus
 
     size = vad_corpus.SIZES[args.size]
     ws.patch.setitem(vad_corpus.SIZES, args.size, replace(size, train=VAD_BUILD[0], val=VAD_BUILD[1],
@@ -396,7 +396,7 @@ def _vad_build_scaled(ws: Workspace, args) -> None:
 
 def _antispoof_build_scaled(ws: Workspace, args) -> None:
     """The Debian speakers and TTS systems become tests/data/test_antispoof_corpus.py's fixtures; AS_BUILD clips."""
-    from softwidth.data import antispoof_corpus
+    from softwidth_studies.data import antispoof_corpus
 
     ws.patch.setitem(antispoof_corpus.SIZES, args.size, AS_BUILD)
     (ws.path / "sources").mkdir()
@@ -438,8 +438,8 @@ def _data_check(ws: Workspace, argv: list[str]) -> None:
 
 
 def _vad_train(ws: Workspace, argv: list[str]) -> None:
-    from softwidth.data import vad_corpus
-    from softwidth.vad import store, study, timing
+    from softwidth_studies.data import vad_corpus
+    from softwidth_studies.vad import store, study, timing
 
     args = _args(argv)
     corpus = ws.runs.fixture("vad-corpus", lambda path: VAD_FIXTURES.make_corpus(path, **VAD_CORPUS))
@@ -508,8 +508,8 @@ def _vad_detect(ws: Workspace, argv: list[str]) -> None:
 
 
 def _antispoof_train(ws: Workspace, argv: list[str]) -> None:
-    from softwidth.antispoof import study
-    from softwidth.data import antispoof_corpus
+    from softwidth_studies.antispoof import study
+    from softwidth_studies.data import antispoof_corpus
 
     args = _args(argv)
     build = ws.runs.documented(r"^softwidth data build antispoof ")[0]

@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 from doc_blocks import API, DOCS, bash_commands
 
-from softwidth.cli import build_parser
+from softwidth_studies.cli import build_parser
 
 TEXT = API.read_text()
 
@@ -23,15 +23,15 @@ TEXT = API.read_text()
 COVERED = {
     "softwidth": (), "softwidth.layers": (), "softwidth.objective": (), "softwidth.schedule": (),
     "softwidth.train": (), "softwidth.optim": (), "softwidth.probe": (), "softwidth.cost": (),
-    "softwidth.consolidate": (), "softwidth.shrink": (), "softwidth.experiments.synthetic": ("report_from_runs",),
-    "softwidth.noise_mix": (), "softwidth.data.cache": (), "softwidth.data.packages": (), "softwidth.data.audio": (),
-    "softwidth.data.loaders": (), "softwidth.data.features": (), "softwidth.data.vad_corpus": (),
-    "softwidth.data.antispoof_corpus": (), "softwidth.diagnostics": (), "softwidth.distributed": (),
-    "softwidth.export": (), "softwidth.sweep": (), "softwidth.integrations.lightning": (),
-    "softwidth.experiments.paired": (), "softwidth.width_optim": (), "softwidth.trace": (),
-    **{f"softwidth.vad.{m}": () for m in ("models", "data", "metrics", "evaluate", "stream", "store", "study",
+    "softwidth.consolidate": (), "softwidth.shrink": (), "softwidth_studies.experiments.synthetic": ("report_from_runs",),
+    "softwidth.noise_mix": (), "softwidth_studies.data.cache": (), "softwidth_studies.data.packages": (), "softwidth_studies.data.audio": (),
+    "softwidth_studies.data.loaders": (), "softwidth_studies.data.features": (), "softwidth_studies.data.vad_corpus": (),
+    "softwidth_studies.data.antispoof_corpus": (), "softwidth.diagnostics": (), "softwidth.distributed": (),
+    "softwidth.export": (), "softwidth_studies.sweep": (), "softwidth.integrations.lightning": (),
+    "softwidth_studies.experiments.paired": (), "softwidth.width_optim": (), "softwidth.trace": (),
+    **{f"softwidth_studies.vad.{m}": () for m in ("models", "data", "metrics", "evaluate", "stream", "store", "study",
                                           "peers", "pruning", "report", "timing")},
-    **{f"softwidth.antispoof.{m}": () for m in ("models", "data", "evaluate", "study", "pruning", "report", "cli")},
+    **{f"softwidth_studies.antispoof.{m}": () for m in ("models", "data", "evaluate", "study", "pruning", "report", "cli")},
 }
 ENTRY = re.compile(r"^- `(\w+)\((.*?)\)`", flags=re.M)  # "- `name(params)` text" at the start of a bullet
 

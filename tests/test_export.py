@@ -235,7 +235,7 @@ def test_onnx_refuses_a_size_one_dynamic_axis(tmp_path):
 def test_consolidated_crnn_vad_exports_to_onnx_with_its_sparse_mel_bank(tmp_path):
     ort = pytest.importorskip("onnxruntime")
     pytest.importorskip("onnxscript")
-    from softwidth.vad.models import build_model
+    from softwidth_studies.vad.models import build_model
 
     torch.manual_seed(5)
     sizes = {"conv1": 12, "conv2": 10, "hidden": 8, "bands": 20}

@@ -23,8 +23,8 @@ from torch import nn
 
 import softwidth as sw
 from softwidth import FitConfig, Schedule, SoftWidthError, Width
-from softwidth.data.audio import read_audio, write_wav
-from softwidth.data.features import FeatureConfig, extract, lfcc, log_mel
+from softwidth_studies.data.audio import read_audio, write_wav
+from softwidth_studies.data.features import FeatureConfig, extract, lfcc, log_mel
 
 pytestmark = pytest.mark.filterwarnings("ignore")
 

@@ -1,4 +1,4 @@
-"""Fuzzing the command line in process (``softwidth.cli.main``) with hypothesis: random argv, from token soup
+"""Fuzzing the command line in process (``softwidth_studies.cli.main``) with hypothesis: random argv, from token soup
 to valid commands with one value spoiled. Every run exits 0, 1 (the system refused: OSError) or 2 (a user
 error), never with a traceback; a failure prints exactly one ``error:`` line (argparse may print its usage
 lines before it). A command with nothing spoiled exits 0 and reaches the work function with valid values.
@@ -21,8 +21,8 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from softwidth import cli
-from softwidth.cli import main
+from softwidth_studies import cli
+from softwidth_studies.cli import main
 
 FUZZ = settings(max_examples=150, deadline=None, derandomize=True,
                 suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture])
@@ -42,10 +42,10 @@ OPTIONS = {
 @pytest.fixture
 def stubs(monkeypatch, tmp_path):
     """Stand-ins for the slow work behind each command; each checks the CLI's contract with it."""
-    from softwidth import demo
-    from softwidth.data import antispoof_corpus as antispoof
-    from softwidth.data import vad_corpus as vad
-    from softwidth.experiments import synthetic
+    from softwidth_studies import demo
+    from softwidth_studies.data import antispoof_corpus as antispoof
+    from softwidth_studies.data import vad_corpus as vad
+    from softwidth_studies.experiments import synthetic
 
     calls: list[tuple[str, dict]] = []
 
@@ -186,7 +186,7 @@ def test_known_bad_commands(stubs, tmp_path, argv, code, message):
 
 
 def test_a_full_disk_is_one_line_with_exit_1(stubs, tmp_path, monkeypatch):
-    import softwidth.data.vad_corpus as vad
+    import softwidth_studies.data.vad_corpus as vad
 
     def full(out, **kwargs):
         raise OSError(errno.ENOSPC, f"No space left on device while writing {out}/train/x.wav; free space and rerun")

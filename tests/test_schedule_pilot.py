@@ -10,9 +10,9 @@ from pathlib import Path
 
 import pytest
 
-from softwidth.antispoof.study import AS_SCHEDULE
+from softwidth_studies.antispoof.study import AS_SCHEDULE
 from softwidth.schedule import Schedule
-from softwidth.vad.study import VAD_SCHEDULE
+from softwidth_studies.vad.study import VAD_SCHEDULE
 
 ROOT = Path(__file__).resolve().parents[1]
 PILOT = runpy.run_path(str(ROOT / "scripts" / "schedule_pilot.py"))

@@ -9,12 +9,12 @@ import torch
 from torch import nn
 
 import softwidth as sw
-from softwidth.antispoof.models import build_model as build_countermeasure
+from softwidth_studies.antispoof.models import build_model as build_countermeasure
 from softwidth.errors import SoftWidthError
 from softwidth.layers import BatchNorm, Linear
 from softwidth.optim import width_modules
 from softwidth.shrink import shrink
-from softwidth.vad.models import build_model as build_vad
+from softwidth_studies.vad.models import build_model as build_vad
 from softwidth.width import Width
 
 MODELS = {

@@ -1,4 +1,4 @@
-"""Tests of softwidth.sweep: grids, the Pareto front, a 3-point sweep through the local pool and through Ray
+"""Tests of softwidth_studies.sweep: grids, the Pareto front, a 3-point sweep through the local pool and through Ray
 Tune (a local Ray instance of 1 CPU) writing the same Pareto CSV, resume, failed points, and the CLI."""
 
 from __future__ import annotations
@@ -8,10 +8,10 @@ import json
 
 import pytest
 
-import softwidth.sweep as sw_sweep
+import softwidth_studies.sweep as sw_sweep
 from softwidth import SoftWidthError
-from softwidth.cli import main
-from softwidth.sweep import COLUMNS, grid, pareto_front, register_case_study, sweep
+from softwidth_studies.cli import main
+from softwidth_studies.sweep import COLUMNS, grid, pareto_front, register_case_study, sweep
 
 TINY = {"train_size": 256, "test_size": 128, "epochs": 2, "batch_size": 64}  # ~0.3 s per synthetic point
 

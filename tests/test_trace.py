@@ -8,7 +8,7 @@ from torch import nn
 
 import softwidth as sw
 from softwidth import BudgetController, CostPenalty, FitConfig, Schedule, SoftWidthError, Width
-from softwidth.cli import main
+from softwidth_studies.cli import main
 from softwidth.layers import Linear
 from softwidth.trace import plot_trace, read_trace
 

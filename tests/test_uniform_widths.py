@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from softwidth.vad.study import model_cost
+from softwidth_studies.vad.study import model_cost
 
 ROOT = Path(__file__).resolve().parents[1]
 SCRIPT = runpy.run_path(str(ROOT / "scripts" / "uniform_widths.py"))

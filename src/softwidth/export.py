@@ -36,6 +36,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from ._optional import require
 from .errors import SoftWidthError
 
 __all__ = ["describe", "load", "register_builder", "save", "to_onnx", "to_torchscript"]
@@ -90,7 +91,7 @@ def load(directory: str | os.PathLike) -> nn.Module:
     Raises :class:`SoftWidthError` for a missing or malformed folder, an unregistered builder, or weights
     that do not fit the rebuilt module.
     """
-    from safetensors.torch import load_file
+    load_file = require("safetensors.torch", "save", "load").load_file
 
     folder = Path(directory)
     record = _read_record(folder)
@@ -169,7 +170,7 @@ def save_consolidated(module: nn.Module, directory: Path, *, widths: dict) -> Pa
 
 
 def _save(module: nn.Module, folder: Path, *, architecture: dict | None, extra: dict, check: bool = True) -> Path:
-    from safetensors.torch import save_file
+    save_file = require("safetensors.torch", "save", "save").save_file
 
     if not isinstance(module, nn.Module):
         raise SoftWidthError(f"save: expected an nn.Module, got {type(module).__name__}")

@@ -24,6 +24,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
+from ._optional import require
 from .errors import SoftWidthError
 from .objective import model_cost
 from .optim import width_modules
@@ -122,8 +123,7 @@ def plot_trace(source: str | os.PathLike, out: str | os.PathLike | None = None) 
     the multiplier; each width's marginal benefit per cost ``-task_grad / cost_grad`` (symmetric log scale).
     Returns the PNG's path.
     """
-    import matplotlib
-
+    matplotlib = require("matplotlib", "plot", "plot_trace")
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 

@@ -25,9 +25,9 @@ from pathlib import Path
 
 import torch
 from torch import nn
-from tqdm.auto import tqdm
 
 from . import distributed
+from ._optional import progress_bar
 from .consolidate import consolidate, widths
 from .diagnostics import check_finite, locate_nonfinite, nonfinite_tensors
 from .errors import SoftWidthError, is_number
@@ -192,7 +192,7 @@ def fit(model: nn.Module, train_data: Iterable, *, loss_fn: LossFn, config: FitC
                 _write_csv(out / "log.csv", history)  # the log may be an epoch ahead of the checkpoint used
     distributed._replicate(model, steps_per_epoch=steps_per_epoch, start_epoch=start)
     board = open_writer(tensorboard, out) if main else None
-    bar = tqdm(range(start, config.epochs), desc="fit", unit="epoch", disable=not config.progress or not main)
+    bar = progress_bar(range(start, config.epochs), desc="fit", unit="epoch", disable=not config.progress or not main)
     shrinking = config.shrink and bool(width_modules(model))  # a model without widths has nothing to shrink
     restart_pending = config.restart and not scheduler.frozen  # a resumed run past the freeze restarted already
     for epoch in bar:
@@ -388,7 +388,7 @@ def _cost_columns(model: nn.Module, cost_term) -> dict:
 def _finetune(plain: nn.Module, data: Iterable, loss_fn: LossFn, config: FitConfig) -> None:
     opt = torch.optim.Adam(plain.parameters(), lr=config.finetune_lr)
     plain.train()
-    bar = tqdm(range(config.finetune_epochs), desc="fine-tune", unit="epoch",
+    bar = progress_bar(range(config.finetune_epochs), desc="fine-tune", unit="epoch",
                disable=not config.progress or not distributed.is_main())
     for _ in bar:
         for batch in data:

@@ -43,6 +43,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from .errors import SoftWidthError, is_number
+from .gate import gate_features
 
 __all__ = ["MIXES", "Width"]
 
@@ -257,11 +258,8 @@ class Width(nn.Module):
 
     def forward(self, x: torch.Tensor, dim: int = -1) -> torch.Tensor:
         """Gate axis ``dim`` of ``x`` (size ``max_size``): noise mix in train mode, truncation in eval."""
-        from .layout import (
-            Layout,  # layout builds on Width; import late to avoid a cycle
-        )
-
-        return Layout.of(self).gate(x, dim, where=self.label)
+        return gate_features(x, dim, size=self.max_size, where=self.label, training=self.training and not self.frozen,
+                             shares=self.shares, weights=self.mix_weights)
 
     def extra_repr(self) -> str:
         return (

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from softwidth.antispoof.models import STAGES, build_model
+from softwidth_studies.antispoof.models import STAGES, build_model
 from softwidth.consolidate import consolidate
 from softwidth.cost import flops_per_second, params
 from softwidth.errors import SoftWidthError

@@ -5,8 +5,8 @@ from __future__ import annotations
 import pytest
 import torch
 
-from softwidth.antispoof.models import STAGES, ThinResNet, build_model
-from softwidth.antispoof.pruning import prune
+from softwidth_studies.antispoof.models import STAGES, ThinResNet, build_model
+from softwidth_studies.antispoof.pruning import prune
 from softwidth.consolidate import consolidate
 from softwidth.errors import SoftWidthError
 

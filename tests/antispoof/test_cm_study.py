@@ -10,10 +10,10 @@ import numpy as np
 import pytest
 import soundfile as sf
 
-from softwidth.antispoof.cli import load_countermeasure
-from softwidth.antispoof.data import ClipBatches, load_split
-from softwidth.antispoof.evaluate import breakdown
-from softwidth.antispoof.study import (
+from softwidth_studies.antispoof.cli import load_countermeasure
+from softwidth_studies.antispoof.data import ClipBatches, load_split
+from softwidth_studies.antispoof.evaluate import breakdown
+from softwidth_studies.antispoof.study import (
     TRAINING_FIELDS,
     AntispoofStudyConfig,
     _key,
@@ -22,9 +22,9 @@ from softwidth.antispoof.study import (
     plan_phase2,
     run_study,
 )
-from softwidth.cli import main
+from softwidth_studies.cli import main
 from softwidth.errors import SoftWidthError
-from softwidth.experiments.runs import run_key
+from softwidth_studies.experiments.runs import run_key
 
 SR, SECONDS = 16000, 1.0
 SYSTEMS = {"train": [("a", False), ("b", False)], "val": [("a", False), ("b", False)],
@@ -170,7 +170,7 @@ def test_study_runs_reports_resumes_and_scores(corpus, tmp_path, capsys):
     run_study(config, out, progress=False)  # resumes: nothing retrained
     assert {p.name: p.stat().st_mtime_ns for p in (out / "runs").glob("*.pt")} == stamps
 
-    from softwidth.antispoof.cli import _store_model
+    from softwidth_studies.antispoof.cli import _store_model
 
     _store_model(results, out)
     model, features, meta = load_countermeasure(out / "model")
@@ -193,7 +193,7 @@ def test_score_and_evaluate_errors_name_the_fix(tmp_path, capsys):
 
 
 def test_validation_eer_trains_one_run_and_never_reads_the_test_split(corpus, monkeypatch):
-    import softwidth.antispoof.study as study
+    import softwidth_studies.antispoof.study as study
 
     read = []
     monkeypatch.setattr(study, "load_split", lambda c, s, **kw: read.append(s) or load_split(c, s, **kw))

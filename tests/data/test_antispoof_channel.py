@@ -1,4 +1,4 @@
-"""Tests of softwidth.data.antispoof_channel: the shared channel makes a clean full-band clip and a
+"""Tests of softwidth_studies.data.antispoof_channel: the shared channel makes a clean full-band clip and a
 band-limited noisy one alike; trimming; the statistics and the EER against sklearn."""
 
 from __future__ import annotations
@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 from scipy.signal import butter, sosfiltfilt
 
-from softwidth.data.antispoof_channel import (
+from softwidth_studies.data.antispoof_channel import (
     Channel,
     bandwidth_hz,
     clip_statistics,

@@ -1,4 +1,4 @@
-"""Tests of softwidth.data.antispoof_corpus. Unit tests build from fixture sources (synthetic recordings
+"""Tests of softwidth_studies.data.antispoof_corpus. Unit tests build from fixture sources (synthetic recordings
 written in tmp, stand-in TTS systems and the real Griffin-Lim resynthesis) injected through ``sources`` and
 ``systems``; one ``network`` test builds the real tiny corpus from Debian packages."""
 
@@ -13,14 +13,14 @@ import numpy as np
 import pytest
 import soundfile as sf
 
-from softwidth.data import antispoof_corpus as ac
-from softwidth.data.antispoof_corpus import (
+from softwidth_studies.data import antispoof_corpus as ac
+from softwidth_studies.data.antispoof_corpus import (
     CLIP_SECONDS,
     build_antispoof_corpus,
     shortcut_eer,
 )
-from softwidth.data.antispoof_sources import SourceGroup, Utterance
-from softwidth.data.tts import SpoofSystem, mel_griffin_lim
+from softwidth_studies.data.antispoof_sources import SourceGroup, Utterance
+from softwidth_studies.data.tts import SpoofSystem, mel_griffin_lim
 from softwidth.errors import SoftWidthError
 
 SR = 16000

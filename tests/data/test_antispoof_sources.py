@@ -1,4 +1,4 @@
-"""Tests of softwidth.data.antispoof_sources on tiny fixture trees in the packages' on-disk layouts."""
+"""Tests of softwidth_studies.data.antispoof_sources on tiny fixture trees in the packages' on-disk layouts."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ from pathlib import Path
 import numpy as np
 import soundfile as sf
 
-from softwidth.data.antispoof_sources import PACKAGES, SPLIT_OF, load_groups
+from softwidth_studies.data.antispoof_sources import PACKAGES, SPLIT_OF, load_groups
 
 TONE = (0.1 * np.sin(np.arange(1600) / 5)).astype(np.float32)
 

@@ -1,4 +1,4 @@
-"""Tests of softwidth.data.audio: reading (formats, mono mix, resampling, bad files) and atomic WAV writing."""
+"""Tests of softwidth_studies.data.audio: reading (formats, mono mix, resampling, bad files) and atomic WAV writing."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ import pytest
 import soundfile as sf
 from scipy.signal import resample_poly
 
-from softwidth.data.audio import AudioError, AudioInfo, audio_info, read_audio, write_wav
+from softwidth_studies.data.audio import AudioError, AudioInfo, audio_info, read_audio, write_wav
 from softwidth.errors import SoftWidthError
 
 

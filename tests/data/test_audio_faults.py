@@ -18,7 +18,7 @@ import soundfile as sf
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from softwidth.data.audio import RATE_RANGE, AudioError, audio_info, read_audio
+from softwidth_studies.data.audio import RATE_RANGE, AudioError, audio_info, read_audio
 
 SR = 16000
 

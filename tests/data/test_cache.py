@@ -1,4 +1,4 @@
-"""Tests of softwidth.data.cache: cache location, atomic writes, JSON and the manifest."""
+"""Tests of softwidth_studies.data.cache: cache location, atomic writes, JSON and the manifest."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from softwidth.data.cache import (Manifest, atomic_path, default_cache_dir, read_json, remove_stale_temps,
+from softwidth_studies.data.cache import (Manifest, atomic_path, default_cache_dir, read_json, remove_stale_temps,
                                   sha256_file, write_atomic, write_json)
 from softwidth.errors import SoftWidthError
 

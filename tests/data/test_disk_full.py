@@ -26,8 +26,8 @@ import pytest
 from test_antispoof_corpus import FIXTURE_SIZE, SYSTEMS, make_sources
 from test_vad_corpus import sources as vad_sources  # noqa: F401 - the fixture, registered as vad_sources
 
-from softwidth.data import antispoof_corpus as ac
-from softwidth.data.vad_corpus import VadCorpusSize, build_vad_corpus
+from softwidth_studies.data import antispoof_corpus as ac
+from softwidth_studies.data.vad_corpus import VadCorpusSize, build_vad_corpus
 
 VAD_SIZE = VadCorpusSize("unit", 6, 2, 4)
 
@@ -195,7 +195,7 @@ def _can_mount_tmpfs() -> bool:
 SCRIPT = textwrap.dedent('''
     import json, pickle, subprocess, sys
     from pathlib import Path
-    from softwidth.data.vad_corpus import VadCorpusSize, build_vad_corpus
+    from softwidth_studies.data.vad_corpus import VadCorpusSize, build_vad_corpus
 
     mount, sources_file, report = Path(sys.argv[1]), sys.argv[2], {}
     speech, noise = pickle.loads(Path(sources_file).read_bytes())

@@ -1,4 +1,4 @@
-"""Tests of softwidth.data.features: batched log-mel and LFCC, and the float16 feature cache.
+"""Tests of softwidth_studies.data.features: batched log-mel and LFCC, and the float16 feature cache.
 
 References: log-mel against librosa (``melspectrogram(htk=True, norm=None, center=True, pad_mode="reflect")``,
 the front end's padding); LFCC against a numpy/scipy implementation written here (numpy framing and rfft,
@@ -17,9 +17,9 @@ import scipy.fft
 import scipy.signal
 import torch
 
-from softwidth.data import features
-from softwidth.data.audio import AudioError, read_audio, write_wav
-from softwidth.data.features import (
+from softwidth_studies.data import features
+from softwidth_studies.data.audio import AudioError, read_audio, write_wav
+from softwidth_studies.data.features import (
     FeatureCache,
     FeatureConfig,
     extract,

@@ -1,4 +1,4 @@
-"""Tests of softwidth.data.loaders on tiny fixture trees in the corpora's exact on-disk layouts."""
+"""Tests of softwidth_studies.data.loaders on tiny fixture trees in the corpora's exact on-disk layouts."""
 
 from __future__ import annotations
 
@@ -9,8 +9,8 @@ import numpy as np
 import pytest
 import soundfile as sf
 
-from softwidth.data.audio import read_audio
-from softwidth.data.loaders import (ASVspoofTrial, ESC50Clip, LabelledFile, RecordList, VCTKUtterance,
+from softwidth_studies.data.audio import read_audio
+from softwidth_studies.data.loaders import (ASVspoofTrial, ESC50Clip, LabelledFile, RecordList, VCTKUtterance,
                                     load_asvspoof2019_la, load_corpus, load_esc50, load_folder, load_vctk)
 from softwidth.errors import SoftWidthError
 

@@ -1,4 +1,4 @@
-"""Tests of softwidth.data.packages. apt-get (and, in most tests, dpkg-deb) are replaced by a fake, so the
+"""Tests of softwidth_studies.data.packages. apt-get (and, in most tests, dpkg-deb) are replaced by a fake, so the
 unit tests need no network; one test marked ``network`` fetches a real 384 kB package."""
 
 from __future__ import annotations
@@ -11,10 +11,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from softwidth.data import packages
-from softwidth.data.audio import read_audio
-from softwidth.data.cache import sha256_file
-from softwidth.data.packages import fetch_package, fetch_packages
+from softwidth_studies.data import packages
+from softwidth_studies.data.audio import read_audio
+from softwidth_studies.data.cache import sha256_file
+from softwidth_studies.data.packages import fetch_package, fetch_packages
 from softwidth.errors import SoftWidthError
 
 _REAL_RUN = subprocess.run

@@ -1,4 +1,4 @@
-"""Tests of softwidth.data.tts without network: Griffin-Lim and WORLD resynthesis on synthetic signals,
+"""Tests of softwidth_studies.data.tts without network: Griffin-Lim and WORLD resynthesis on synthetic signals,
 the codec2 plumbing with stand-in binaries, the apt dependency walk with a fake apt-cache, the festival tree
 merge and the system table. The real engines run in the network build test of test_antispoof_corpus."""
 
@@ -12,8 +12,8 @@ import numpy as np
 import pytest
 import torch
 
-from softwidth.data import tts
-from softwidth.data.tts import (
+from softwidth_studies.data import tts
+from softwidth_studies.data.tts import (
     SPLITS,
     Toolbox,
     codec2_resynthesis,

@@ -1,4 +1,4 @@
-"""Tests of the VAD corpus builder (softwidth.data.vad_corpus, vad_signal, vad_sources, vad_report).
+"""Tests of the VAD corpus builder (softwidth_studies.data.vad_corpus, vad_signal, vad_sources, vad_report).
 
 Unit tests build from synthetic "speech" (harmonic syllables between pauses over a faint noise floor) and noise
 files written in tmp_path and handed to the builder as source lists, so they need no network. One test marked
@@ -15,12 +15,12 @@ import numpy as np
 import pytest
 import soundfile as sf
 
-from softwidth.data import vad_corpus
-from softwidth.data.vad_corpus import VadCorpusSize, build_vad_corpus, label_agreement_with_silero
-from softwidth.data.vad_report import segments_to_frames
-from softwidth.data.vad_signal import (FRAME, LABEL_RULE, SAMPLE_RATE, active_power, frame_labels, mix_at_snr,
+from softwidth_studies.data import vad_corpus
+from softwidth_studies.data.vad_corpus import VadCorpusSize, build_vad_corpus, label_agreement_with_silero
+from softwidth_studies.data.vad_report import segments_to_frames
+from softwidth_studies.data.vad_signal import (FRAME, LABEL_RULE, SAMPLE_RATE, active_power, frame_labels, mix_at_snr,
                                        procedural_noise)
-from softwidth.data.vad_sources import NoiseFile, SpeechClip, assign_groups, debian_noise, debian_speech
+from softwidth_studies.data.vad_sources import NoiseFile, SpeechClip, assign_groups, debian_noise, debian_speech
 from softwidth.errors import SoftWidthError
 
 SR = SAMPLE_RATE

@@ -8,8 +8,8 @@ from pathlib import Path
 import pytest
 import torch
 
-from softwidth.cli import main as cli_main
-from softwidth.experiments.allocation import (
+from softwidth_studies.cli import main as cli_main
+from softwidth_studies.experiments.allocation import (
     AllocationConfig, budget_surface, collect, in_box, make_data, relative_cost, run_allocation, summary, target,
     uniform_baseline, uniform_sizes)
 

@@ -1,4 +1,4 @@
-"""Paired-by-seed differences and their t intervals (softwidth.experiments.paired)."""
+"""Paired-by-seed differences and their t intervals (softwidth_studies.experiments.paired)."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 from scipy import stats
 
-from softwidth.experiments.paired import describe, paired_difference, pooled_difference
+from softwidth_studies.experiments.paired import describe, paired_difference, pooled_difference
 
 
 def test_interval_is_students_t_on_the_per_seed_differences():

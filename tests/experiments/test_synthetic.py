@@ -7,8 +7,8 @@ from dataclasses import replace
 
 import pytest
 
-from softwidth.experiments.synthetic import SyntheticConfig, make_data, plan, run_synthetic
-from softwidth.experiments.synthetic_report import hypervolume, lower_envelope
+from softwidth_studies.experiments.synthetic import SyntheticConfig, make_data, plan, run_synthetic
+from softwidth_studies.experiments.synthetic_report import hypervolume, lower_envelope
 
 # three seeds, as the full study. At this smoke size (16 epochs, 3000 examples) one seed's bottleneck ends up to
 # 4 of 32 features apart from min and from max init about one seed in eight (measured on seeds 0-7, before and after

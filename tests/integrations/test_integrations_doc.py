@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 from doc_blocks import saved_script
 
-from softwidth.cli import build_parser
+from softwidth_studies.cli import build_parser
 
 DOC = Path(__file__).resolve().parents[2] / "docs" / "integrations.md"
 TEXT = DOC.read_text()

@@ -51,6 +51,6 @@ def corpus(tmp_path) -> Path:
 @pytest.fixture(scope="session")
 def tiny_vad_corpus(tmp_path_factory) -> Path:
     """The real tiny VAD corpus built from Debian packages (network; about 20 s)."""
-    from softwidth.data.vad_corpus import build_vad_corpus
+    from softwidth_studies.data.vad_corpus import build_vad_corpus
 
     return build_vad_corpus(tmp_path_factory.mktemp("vad") / "tiny", size="tiny", progress=False)

@@ -1,4 +1,4 @@
-"""Tests of softwidth.vad.data: spectra, cache and training batches."""
+"""Tests of softwidth_studies.vad.data: spectra, cache and training batches."""
 
 from __future__ import annotations
 
@@ -8,10 +8,10 @@ import numpy as np
 import pytest
 import torch
 
-from softwidth.data.audio import read_audio
+from softwidth_studies.data.audio import read_audio
 from softwidth.errors import SoftWidthError
 from softwidth.layers import LogMel
-from softwidth.vad.data import CropBatches, load_split, power_spectrum, snr_bin
+from softwidth_studies.vad.data import CropBatches, load_split, power_spectrum, snr_bin
 
 
 def test_power_spectrum_matches_the_logmel_front_end_and_labels_frames():

@@ -14,10 +14,10 @@ import json
 import numpy as np
 import pytest
 
-from softwidth.cli import main
-from softwidth.data.audio import read_audio, write_wav
-from softwidth.vad.store import DEFAULT_MODEL
-from softwidth.vad.stream import segments
+from softwidth_studies.cli import main
+from softwidth_studies.data.audio import read_audio, write_wav
+from softwidth_studies.vad.store import DEFAULT_MODEL
+from softwidth_studies.vad.stream import segments
 
 pytestmark = pytest.mark.network
 

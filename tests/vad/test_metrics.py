@@ -1,4 +1,4 @@
-"""Tests of softwidth.vad.metrics against brute-force definitions."""
+"""Tests of softwidth_studies.vad.metrics against brute-force definitions."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from softwidth.errors import SoftWidthError
-from softwidth.vad.metrics import auroc, best_f1_threshold, eer, f1_at, roc
+from softwidth_studies.vad.metrics import auroc, best_f1_threshold, eer, f1_at, roc
 
 
 def brute_auroc(s, y):

@@ -1,4 +1,4 @@
-"""Tests of softwidth.vad.models: the CRNN and Transformer VADs, dynamic and fixed."""
+"""Tests of softwidth_studies.vad.models: the CRNN and Transformer VADs, dynamic and fixed."""
 
 from __future__ import annotations
 
@@ -7,14 +7,14 @@ import torch
 
 import softwidth as sw
 from softwidth.optim import width_modules
-from softwidth.vad.models import (
+from softwidth_studies.vad.models import (
     CHUNK_FRAMES,
     CRNNVAD,
     N_FREQ,
     TransformerVAD,
     build_model,
 )
-from softwidth.vad.study import model_cost
+from softwidth_studies.vad.study import model_cost
 
 SMALL = {"crnn": {"conv1": 12, "conv2": 10, "hidden": 8, "bands": 20},
          "transformer": {"bands": 16, "ff1": 24, "ff2": 20}}

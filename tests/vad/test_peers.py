@@ -1,12 +1,12 @@
-"""Tests of softwidth.vad.peers on the hand-made corpus: Silero, WebRTC (and TEN VAD with the network)."""
+"""Tests of softwidth_studies.vad.peers on the hand-made corpus: Silero, WebRTC (and TEN VAD with the network)."""
 
 from __future__ import annotations
 
 import numpy as np
 import pytest
 
-from softwidth.vad.data import load_split
-from softwidth.vad.peers import _WebRTC, score_peers, silero_flops_per_second
+from softwidth_studies.vad.data import load_split
+from softwidth_studies.vad.peers import _WebRTC, score_peers, silero_flops_per_second
 
 
 def test_webrtc_modes_are_binary_per_frame_and_combined_counts_them(corpus):
@@ -14,7 +14,7 @@ def test_webrtc_modes_are_binary_per_frame_and_combined_counts_them(corpus):
     results = score_peers(corpus, peers=("webrtc",), progress=False)
     assert set(results) == {"webrtc-0", "webrtc-1", "webrtc-2", "webrtc-3", "webrtc-combined"}
     test = load_split(corpus, "test")
-    from softwidth.data.audio import read_audio
+    from softwidth_studies.data.audio import read_audio
 
     audio = read_audio(corpus / "test" / "test-00000.wav", 16000)
     decisions = _WebRTC()(audio, 800)
@@ -33,7 +33,7 @@ def test_silero_scores_and_its_flops_are_counted(corpus):
 
 
 def test_a_peer_that_cannot_run_is_reported_as_skipped(corpus, monkeypatch):
-    from softwidth.vad import peers
+    from softwidth_studies.vad import peers
 
     def broken():
         raise peers.SoftWidthError("not here")

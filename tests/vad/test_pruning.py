@@ -7,8 +7,8 @@ import torch
 
 from softwidth.consolidate import consolidate
 from softwidth.errors import SoftWidthError
-from softwidth.vad.models import build_model
-from softwidth.vad.pruning import prune
+from softwidth_studies.vad.models import build_model
+from softwidth_studies.vad.pruning import prune
 
 FULL = {"crnn": {"bands": 80, "conv1": 64, "conv2": 64, "hidden": 64},
         "transformer": {"bands": 80, "ff1": 160, "ff2": 160}}

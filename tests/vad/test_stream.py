@@ -1,4 +1,4 @@
-"""Tests of softwidth.vad.stream: frame-by-frame streaming equals the batch model; segments."""
+"""Tests of softwidth_studies.vad.stream: frame-by-frame streaming equals the batch model; segments."""
 
 from __future__ import annotations
 
@@ -12,9 +12,9 @@ from hypothesis import strategies as st
 
 import softwidth as sw
 from softwidth.optim import width_modules
-from softwidth.vad.data import power_spectrum
-from softwidth.vad.models import build_model
-from softwidth.vad.stream import StreamingVAD, segments
+from softwidth_studies.vad.data import power_spectrum
+from softwidth_studies.vad.models import build_model
+from softwidth_studies.vad.stream import StreamingVAD, segments
 
 
 def consolidated(kind: str = "crnn") -> torch.nn.Module:

@@ -1,4 +1,4 @@
-"""Tests of softwidth.vad.study and report: a micro study on the hand-made corpus (no network, no peers)."""
+"""Tests of softwidth_studies.vad.study and report: a micro study on the hand-made corpus (no network, no peers)."""
 
 from __future__ import annotations
 
@@ -8,9 +8,9 @@ from dataclasses import asdict, replace
 import pytest
 
 from softwidth.errors import SoftWidthError
-from softwidth.vad.store import load_vad
-from softwidth.experiments.runs import plan_phase2, run_key
-from softwidth.vad.study import MEL_PRICE, TRAINING_FIELDS, VadStudyConfig, _key, config_from_results, model_cost, plan, run_study
+from softwidth_studies.vad.store import load_vad
+from softwidth_studies.experiments.runs import plan_phase2, run_key
+from softwidth_studies.vad.study import MEL_PRICE, TRAINING_FIELDS, VadStudyConfig, _key, config_from_results, model_cost, plan, run_study
 
 SIZES = {"crnn": {"conv1": 8, "conv2": 8, "hidden": 8, "bands": 24},
          "transformer": {"bands": 16, "ff1": 16, "ff2": 16}}
@@ -138,7 +138,7 @@ def test_micro_study_writes_results_tables_plots_and_resumes(tmp_path, corpus):
 
 
 def test_default_model_of_a_study_saves_and_reloads_without_pickle(tmp_path, corpus):
-    from softwidth.vad.cli import _store_default
+    from softwidth_studies.vad.cli import _store_default
 
     out = tmp_path / "study"
     results = run_study(micro(corpus, models=("crnn",), band_targets={}), out, progress=False, peers=False)
@@ -157,8 +157,8 @@ def test_study_without_a_corpus_or_with_unknown_models_raises(tmp_path):
 
 
 def test_validation_eer_trains_one_run_and_never_reads_the_test_split(corpus, monkeypatch):
-    import softwidth.vad.study as study
-    from softwidth.vad.data import load_split
+    import softwidth_studies.vad.study as study
+    from softwidth_studies.vad.data import load_split
 
     read = []
     monkeypatch.setattr(study, "load_split", lambda c, s, **kw: read.append(s) or load_split(c, s, **kw))

@@ -11,9 +11,9 @@ import soundfile as sf
 import torch
 
 import softwidth as sw
-from softwidth.cli import main
-from softwidth.vad.models import build_model
-from softwidth.vad.store import load_vad, save_vad
+from softwidth_studies.cli import main
+from softwidth_studies.vad.models import build_model
+from softwidth_studies.vad.store import load_vad, save_vad
 
 
 @pytest.fixture(scope="module")
@@ -124,7 +124,7 @@ def _peak_rss_mb(*argv) -> float:
     import subprocess
     import sys
 
-    code = ("import resource, sys; from softwidth.cli import main; rc = main(sys.argv[1:]); "
+    code = ("import resource, sys; from softwidth_studies.cli import main; rc = main(sys.argv[1:]); "
             "print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024); sys.exit(rc)")
     done = subprocess.run([sys.executable, "-c", code, *map(str, argv)], capture_output=True, text=True, check=True)
     return float(done.stdout.strip().splitlines()[-1])
