@@ -24,7 +24,7 @@ COVERED = {
     "softwidth": (), "softwidth.layers": (), "softwidth.objective": (), "softwidth.schedule": (),
     "softwidth.train": (), "softwidth.optim": (), "softwidth.probe": (), "softwidth.cost": (),
     "softwidth.consolidate": (), "softwidth.shrink": (), "softwidth_studies.experiments.synthetic": ("report_from_runs",),
-    "softwidth.noise_mix": (), "softwidth_studies.data.cache": (), "softwidth_studies.data.packages": (), "softwidth_studies.data.audio": (),
+    "softwidth.noise_mix": (), "softwidth.gate": (), "softwidth_studies.experiments.pareto": (), "softwidth_studies.data.cache": (), "softwidth_studies.data.packages": (), "softwidth_studies.data.audio": (),
     "softwidth_studies.data.loaders": (), "softwidth_studies.data.features": (), "softwidth_studies.data.vad_corpus": (),
     "softwidth_studies.data.antispoof_corpus": (), "softwidth.diagnostics": (), "softwidth.distributed": (),
     "softwidth.export": (), "softwidth_studies.sweep": (), "softwidth.integrations.lightning": (),
