@@ -67,6 +67,20 @@ def test_the_studies_use_only_public_names_of_the_library():
     assert not offenders, "\n".join(offenders)
 
 
+def test_the_studies_share_code_through_public_names():
+    """A study subpackage (vad, antispoof, data, experiments) may use its own private helpers, not another's."""
+    offenders = []
+    for name, path in modules("softwidth_studies").items():
+        home = name.split(".")[1] if "." in name else ""
+        for module, names, line in imports(name, path):
+            parts = module.split(".")
+            if parts[0] != "softwidth_studies" or len(parts) < 2 or parts[1] == home:
+                continue
+            private = [module] if _private(module) else [n for n in names if _private(n)]
+            offenders += [f"{path.relative_to(ROOT)}:{line} imports {module}: {p}" for p in private]
+    assert not offenders, "\n".join(offenders)
+
+
 def test_import_softwidth_loads_no_audio_or_plotting_stack():
     code = ("import sys, softwidth, softwidth.export, softwidth.trace, softwidth.integrations\n"
             "print(sorted({m.split('.')[0] for m in sys.modules} & {'matplotlib', 'scipy', 'soundfile', "

@@ -324,9 +324,9 @@ def _synthetic_point(point: dict, out_dir: Path) -> dict:
     from softwidth.cost import params
     from .experiments.synthetic import (
         SyntheticConfig,
-        _batches,
-        _data,
-        _loss,
+        make_batches,
+        mse_loss,
+        synthetic_data,
         build_student,
     )
     from softwidth.objective import BudgetController, CostPenalty, model_cost
@@ -339,7 +339,7 @@ def _synthetic_point(point: dict, out_dir: Path) -> dict:
     if unknown:
         raise SoftWidthError(f"synthetic sweep: unknown point keys {sorted(unknown)}; use SyntheticConfig fields")
     config = SyntheticConfig(**{k: tuple(v) if isinstance(v, list) else v for k, v in point.items() if k in names})
-    (xtr, ytr), (xte, yte) = _data(config)
+    (xtr, ytr), (xte, yte) = synthetic_data(config)
     seed = int(point.get("seed") or 0)
     torch.manual_seed(seed)
     model = build_student(config, init="max")
@@ -351,11 +351,11 @@ def _synthetic_point(point: dict, out_dir: Path) -> dict:
     else:
         term = CostPenalty(model, weight=float(point.get("weight") or 0.0))
     schedule = Schedule(anneal_start=config.anneal_start, freeze=config.freeze)
-    result = fit(model, _batches(xtr, ytr, config.batch_size, seed), loss_fn=_loss, cost_term=term,
+    result = fit(model, make_batches(xtr, ytr, config.batch_size, seed), loss_fn=mse_loss, cost_term=term,
                  config=FitConfig(epochs=config.epochs, schedule=schedule, width_travel=6.0, progress=False))
     model.eval()
     return {"flops": float(model_cost(model, "flops").detach()), "params": float(params(model).detach()),
-            "quality": evaluate(result.consolidated, [(xte, yte)], _loss),
+            "quality": evaluate(result.consolidated, [(xte, yte)], mse_loss),
             "widths": {name: record["rounded"] for name, record in result.widths.items()}}
 
 

@@ -34,7 +34,7 @@ from torch import nn
 from softwidth.errors import SoftWidthError
 from softwidth.layers import Add, BatchNorm, Conv2d, Linear
 from softwidth.layout import Layout
-from ..vad.models import _size, _widths
+from ..experiments.model_widths import max_size, model_widths
 from softwidth.width import Width
 
 __all__ = ["LCNN", "MODELS", "STAGES", "ThinResNet", "build_model"]
@@ -43,14 +43,14 @@ STAGES = ("B0", "B1", "B2", "B3")
 
 
 def _conv(cin: Width | int, cout: Width | int | Layout, k: int, stride: int = 1) -> Conv2d:
-    n_in = _size(cin)
-    n_out = cout.max_size if isinstance(cout, Layout) else _size(cout)
+    n_in = max_size(cin)
+    n_out = cout.max_size if isinstance(cout, Layout) else max_size(cout)
     return Conv2d(nn.Conv2d(n_in, n_out, k, stride=stride, padding=k // 2, bias=False), in_width=cin,
                   out_width=cout)
 
 
 def _bn(w: Width | int) -> BatchNorm:
-    return BatchNorm(nn.BatchNorm2d(_size(w)), w)
+    return BatchNorm(nn.BatchNorm2d(max_size(w)), w)
 
 
 def _check_input(x: torch.Tensor, n_features: int, where: str) -> None:
@@ -103,8 +103,8 @@ class ThinResNet(nn.Module):
                  kappa_min: float = 1 / 8, n_features: int = 60, blocks: tuple[int, ...] = (1, 1, 1, 1)) -> None:
         super().__init__()
         _check_common(self.kind, n_features, blocks)
-        w = _widths(self.kind, dict(sizes or {}), dynamic, kappa_min, self.defaults, {})
-        self.sizes = {k: _size(v) for k, v in w.items()}
+        w = model_widths(self.kind, dict(sizes or {}), dynamic, kappa_min, self.defaults, {})
+        self.sizes = {k: max_size(v) for k, v in w.items()}
         self.n_features, self.blocks = n_features, tuple(blocks)
         self.norm0 = nn.BatchNorm2d(1)
         self.stem, self.stem_bn, self.stem_relu = _conv(1, w["B0"], 3, 2), _bn(w["B0"]), nn.ReLU()
@@ -117,7 +117,7 @@ class ThinResNet(nn.Module):
                 prev = w[name]
             stages.append(nn.Sequential(*layers))
         self.stages = nn.Sequential(*stages)
-        self.head = Linear(nn.Linear(_size(w["B3"]), 1), in_width=w["B3"])
+        self.head = Linear(nn.Linear(max_size(w["B3"]), 1), in_width=w["B3"])
 
     def forward(self, features: torch.Tensor) -> torch.Tensor:
         _check_input(features, self.n_features, "ThinResNet")
@@ -143,8 +143,8 @@ class LCNN(nn.Module):
                  kappa_min: float = 1 / 8, n_features: int = 60) -> None:
         super().__init__()
         _check_common(self.kind, n_features)
-        w = _widths(self.kind, dict(sizes or {}), dynamic, kappa_min, self.defaults, {})
-        self.sizes = {k: _size(v) for k, v in w.items()}
+        w = model_widths(self.kind, dict(sizes or {}), dynamic, kappa_min, self.defaults, {})
+        self.sizes = {k: max_size(v) for k, v in w.items()}
         self.n_features = n_features
         self.norm0 = nn.BatchNorm2d(1)
         prev: Width | int = 1
@@ -153,7 +153,7 @@ class LCNN(nn.Module):
             self.convs.append(_conv(prev, Layout([w[name], w[name]]), 5 if s == 0 else 3, 2 if s == 0 else 1))
             self.norms.append(_bn(w[name]))
             prev = w[name]
-        self.head = Linear(nn.Linear(_size(w["B3"]), 1), in_width=w["B3"])
+        self.head = Linear(nn.Linear(max_size(w["B3"]), 1), in_width=w["B3"])
 
     def forward(self, features: torch.Tensor) -> torch.Tensor:
         _check_input(features, self.n_features, "LCNN")

@@ -34,7 +34,7 @@ from torch import nn
 
 from softwidth.consolidate import consolidate
 from ..experiments.pruning import check_prune_sizes
-from ..vad.pruning import Index, State, _batchnorm, _full_size, _slice, _top
+from ..experiments.slicing import Index, State, batchnorm_plan, full_size_model, slice_state, top_indices
 from .models import LCNN, STAGES, ThinResNet
 
 __all__ = ["prune"]
@@ -57,7 +57,7 @@ def prune(model: nn.Module, sizes: Mapping[str, int]) -> nn.Module:
     channels, so it computes what ``model`` computes in eval mode.
     """
     target = check_prune_sizes(model, sizes, (ThinResNet, LCNN), package="antispoof")
-    full = _full_size(model)
+    full = full_size_model(model)
     state = {name: t.detach() for name, t in full.state_dict().items()}
     if isinstance(model, ThinResNet):
         pruned = _resnet(state, target, model.blocks)
@@ -86,19 +86,19 @@ def _resnet(state: State, sizes: Mapping[str, int], blocks: tuple[int, ...]) -> 
             importance = importance + _filters(state[f"{p}.conv2.weight"])
             if f"{p}.proj.0.weight" in state:
                 importance = importance + _filters(state[f"{p}.proj.0.weight"])
-        stream.append(_top(importance, sizes[stage]))
-    plan: dict[str, tuple[Index, ...]] = {"stem.weight": (stream[0], None), **_batchnorm("stem_bn", stream[0]),
+        stream.append(top_indices(importance, sizes[stage]))
+    plan: dict[str, tuple[Index, ...]] = {"stem.weight": (stream[0], None), **batchnorm_plan("stem_bn", stream[0]),
                                           "head.weight": (None, stream[-1])}
     reads = stream[0]  # the channels the next block consumes
     for s, stage in enumerate(STAGES):
         for p in names[s]:
-            inner = _top(_filters(state[f"{p}.conv1.weight"]), sizes[stage])
-            plan.update({f"{p}.conv1.weight": (inner, reads), **_batchnorm(f"{p}.bn1", inner),
-                         f"{p}.conv2.weight": (stream[s], inner), **_batchnorm(f"{p}.bn2", stream[s])})
+            inner = top_indices(_filters(state[f"{p}.conv1.weight"]), sizes[stage])
+            plan.update({f"{p}.conv1.weight": (inner, reads), **batchnorm_plan(f"{p}.bn1", inner),
+                         f"{p}.conv2.weight": (stream[s], inner), **batchnorm_plan(f"{p}.bn2", stream[s])})
             if f"{p}.proj.0.weight" in state:
-                plan.update({f"{p}.proj.0.weight": (stream[s], reads), **_batchnorm(f"{p}.proj.1", stream[s])})
+                plan.update({f"{p}.proj.0.weight": (stream[s], reads), **batchnorm_plan(f"{p}.proj.1", stream[s])})
             reads = stream[s]
-    return _slice(state, plan)
+    return slice_state(state, plan)
 
 
 def _lcnn(state: State, sizes: Mapping[str, int]) -> State:
@@ -107,8 +107,8 @@ def _lcnn(state: State, sizes: Mapping[str, int]) -> State:
     for s, stage in enumerate(STAGES):
         w = state[f"convs.{s}.weight"]  # (2 C, C_in, k, k): MFM halves [0, C) and [C, 2 C)
         c = w.shape[0] // 2
-        keep = _top(_filters(w).view(2, c).sum(0), sizes[stage])
-        plan.update({f"convs.{s}.weight": (torch.cat([keep, c + keep]), reads), **_batchnorm(f"norms.{s}", keep)})
+        keep = top_indices(_filters(w).view(2, c).sum(0), sizes[stage])
+        plan.update({f"convs.{s}.weight": (torch.cat([keep, c + keep]), reads), **batchnorm_plan(f"norms.{s}", keep)})
         reads = keep
     plan["head.weight"] = (None, reads)
-    return _slice(state, plan)
+    return slice_state(state, plan)

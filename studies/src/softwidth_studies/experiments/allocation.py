@@ -43,7 +43,7 @@ from softwidth.objective import BudgetController, full_cost, model_cost
 from softwidth.probe import profile
 from softwidth.train import FitConfig, evaluate, fit
 from softwidth.width import Width
-from .synthetic import _batches, _loss, _train_plain
+from .synthetic import make_batches, mse_loss, train_plain
 
 __all__ = ["AllocationConfig", "budget_surface", "collect", "in_box", "main", "make_data", "relative_cost",
            "run_allocation",
@@ -207,7 +207,7 @@ def run_allocation(seed: int, init: str, config: AllocationConfig = AllocationCo
     goal = target(config)
     term = BudgetController(model, target=goal)
     start = time.perf_counter()
-    result = fit(model, _batches(xtr, ytr, config.batch_size, seed), loss_fn=_loss, cost_term=term,
+    result = fit(model, make_batches(xtr, ytr, config.batch_size, seed), loss_fn=mse_loss, cost_term=term,
                  config=FitConfig(epochs=config.epochs, width_travel=config.width_travel, progress=False, trace=trace))
     widths = {n: result.widths[n] for n in WIDTHS}
     rounded = [widths[n]["rounded"] for n in WIDTHS]
@@ -215,8 +215,8 @@ def run_allocation(seed: int, init: str, config: AllocationConfig = AllocationCo
               "widths": {n: widths[n]["value"] for n in WIDTHS}, "rounded": dict(zip(WIDTHS, rounded)),
               "in_box": dict(zip(WIDTHS, in_box(rounded, config.d_star))),
               "cost_to_target": relative_cost(config, rounded) / goal,
-              "val_loss": evaluate(result.consolidated, [val], _loss),
-              "test_loss": evaluate(result.consolidated, [test], _loss), "seconds": time.perf_counter() - start}
+              "val_loss": evaluate(result.consolidated, [val], mse_loss),
+              "test_loss": evaluate(result.consolidated, [test], mse_loss), "seconds": time.perf_counter() - start}
     if trace:
         record["trace"] = result.trace
     return record
@@ -232,10 +232,10 @@ def train_fixed(sizes, seed: int, config: AllocationConfig = AllocationConfig())
     for layer in plain.modules():
         if isinstance(layer, nn.Linear):
             layer.reset_parameters()
-    _train_plain(plain, _batches(xtr, ytr, config.batch_size, seed), config.epochs, 3e-3)
+    train_plain(plain, make_batches(xtr, ytr, config.batch_size, seed), config.epochs, 3e-3)
     return {"kind": "fixed", "seed": seed, "sizes": [int(n) for n in sizes],
             "cost_to_target": relative_cost(config, sizes) / target(config),
-            "val_loss": evaluate(plain, [val], _loss), "test_loss": evaluate(plain, [test], _loss)}
+            "val_loss": evaluate(plain, [val], mse_loss), "test_loss": evaluate(plain, [test], mse_loss)}
 
 
 def uniform_baseline(seed: int, config: AllocationConfig = AllocationConfig()) -> dict:

@@ -124,12 +124,12 @@ def build_student(config: SyntheticConfig, *, init: str = "max", mix: str = "ram
     return model
 
 
-def _loss(model: nn.Module, batch) -> torch.Tensor:
+def mse_loss(model: nn.Module, batch) -> torch.Tensor:
     x, y = batch
     return nn.functional.mse_loss(model(x), y)
 
 
-def _batches(x, y, size: int, seed: int) -> list:
+def make_batches(x, y, size: int, seed: int) -> list:
     order = torch.randperm(len(x), generator=torch.Generator().manual_seed(seed))
     return [(x[order[i:i + size]], y[order[i:i + size]]) for i in range(0, len(x), size)]
 
@@ -138,7 +138,7 @@ def _batches(x, y, size: int, seed: int) -> list:
 _DATA: dict = {}
 
 
-def _data(config: SyntheticConfig):
+def synthetic_data(config: SyntheticConfig):
     key = (config.train_size, config.test_size, config.d_star)
     if key not in _DATA:
         _DATA[key] = make_data(config, "train"), make_data(config, "test")
@@ -155,7 +155,7 @@ def run_one(task: dict) -> dict:
     """Run one task of the study (a dynamic, fixed-size or pruning run) and return its record."""
     torch.set_num_threads(1)
     config = SyntheticConfig(**task["config"])
-    (xtr, ytr), (xte, yte) = _data(config)
+    (xtr, ytr), (xte, yte) = synthetic_data(config)
     test = [(xte, yte)]
     torch.manual_seed(task["seed"])
     kind = task["kind"]
@@ -169,14 +169,14 @@ def run_one(task: dict) -> dict:
     term = (BudgetController(model, target=task["target"]) if kind == "target"
             else CostPenalty(model, weight=task["weight"]))
     schedule = Schedule.literal() if literal else Schedule(anneal_start=config.anneal_start, freeze=config.freeze)
-    result = fit(model, _batches(xtr, ytr, config.batch_size, task["seed"]), loss_fn=_loss, config=FitConfig(
+    result = fit(model, make_batches(xtr, ytr, config.batch_size, task["seed"]), loss_fn=mse_loss, config=FitConfig(
         epochs=config.epochs, schedule=schedule, width_travel=6.0, progress=False), cost_term=term)
     if kind == "target" and literal:  # no freeze phase: round to the budget after training
         term.enforce()
         result.consolidated = consolidate(model.eval())
     model.train()
     with torch.no_grad():  # the loss being optimised: train mode, noise injected (mean of 5 draws)
-        train_mode = sum(float(_loss(model, test[0])) for _ in range(5)) / 5
+        train_mode = sum(float(mse_loss(model, test[0])) for _ in range(5)) / 5
     model.eval()
     cost = float(model_cost(model, "flops").detach())
     return {
@@ -184,7 +184,8 @@ def run_one(task: dict) -> dict:
         "widths": {n: float(w.value.detach()) for n, w in _named_widths(model)},
         "rounded": {n: w.rounded for n, w in _named_widths(model)},
         "cost": cost / full, "mflops_per_s": cost / 1e6, "params": float(params(model).detach()),
-        "eval_loss": evaluate(model, test, _loss), "consolidated_loss": evaluate(result.consolidated, test, _loss),
+        "eval_loss": evaluate(model, test, mse_loss),
+        "consolidated_loss": evaluate(result.consolidated, test, mse_loss),
         "train_mode_loss": train_mode, "train_flops": _train_flops(_full_copy(config), config, config.epochs),
         "history": result.history,
     }
@@ -219,18 +220,18 @@ def _run_fixed(task: dict, config: SyntheticConfig, xtr, ytr, test) -> dict:
     for layer in plain.modules():  # train from scratch at this size
         if isinstance(layer, nn.Linear):
             layer.reset_parameters()
-    _train_plain(plain, _batches(xtr, ytr, config.batch_size, task["seed"]), config.epochs, 3e-3)
+    train_plain(plain, make_batches(xtr, ytr, config.batch_size, task["seed"]), config.epochs, 3e-3)
     return {"kind": "fixed", "seed": task["seed"], "rounded": dict(zip(WIDTHS, sizes)), "cost": cost / full,
-            "mflops_per_s": cost / 1e6, "consolidated_loss": evaluate(plain, test, _loss),
+            "mflops_per_s": cost / 1e6, "consolidated_loss": evaluate(plain, test, mse_loss),
             "train_flops": _train_flops(dyn, config, config.epochs)}
 
 
-def _train_plain(plain: nn.Module, batches: list, epochs: int, lr: float) -> None:
+def train_plain(plain: nn.Module, batches: list, epochs: int, lr: float) -> None:
     opt = torch.optim.Adam(plain.parameters(), lr=lr)
     plain.train()
     for _ in range(epochs):
         for batch in batches:
-            loss = _loss(plain, batch)
+            loss = mse_loss(plain, batch)
             opt.zero_grad()
             loss.backward()
             opt.step()
@@ -239,9 +240,9 @@ def _train_plain(plain: nn.Module, batches: list, epochs: int, lr: float) -> Non
 
 def _run_prune(task: dict, config: SyntheticConfig, xtr, ytr, test) -> list[dict]:
     model = build_student(config, init="max")
-    batches = _batches(xtr, ytr, config.batch_size, task["seed"])
+    batches = make_batches(xtr, ytr, config.batch_size, task["seed"])
     plain = consolidate(model.eval())  # the full model, trained as a plain network
-    _train_plain(plain, batches, config.epochs, 3e-3)
+    train_plain(plain, batches, config.epochs, 3e-3)
     for index, layer in enumerate(plain):
         if isinstance(layer, nn.Linear):
             model[index].linear.load_state_dict(layer.state_dict())
@@ -249,13 +250,13 @@ def _run_prune(task: dict, config: SyntheticConfig, xtr, ytr, test) -> list[dict
     full_flops = _train_flops(model, config, config.epochs)
     for fraction in task["fractions"]:
         plain = l1_prune(model, fraction)
-        _train_plain(plain, batches, config.prune_finetune_epochs, 1e-3)
+        train_plain(plain, batches, config.prune_finetune_epochs, 1e-3)
         sizes = [m.out_features for m in plain.modules() if isinstance(m, nn.Linear)][:3]
         pruned_dyn = _fixed_model(config, tuple(sizes))
         cost = float(model_cost(pruned_dyn, "flops").detach()) / full_cost(pruned_dyn, "flops")
         records.append({"kind": "prune", "seed": task["seed"], "fraction": fraction,
                         "rounded": dict(zip(WIDTHS, sizes)), "cost": cost,
-                        "consolidated_loss": evaluate(plain, test, _loss),
+                        "consolidated_loss": evaluate(plain, test, mse_loss),
                         "train_flops": full_flops + _train_flops(pruned_dyn, config, config.prune_finetune_epochs)})
     return records
 

@@ -37,6 +37,8 @@ from softwidth.layers import (
 )
 from softwidth.width import Width
 
+from ..experiments.model_widths import max_size, model_widths
+
 __all__ = [
     "CHUNK_FRAMES",
     "CRNNVAD",
@@ -55,29 +57,6 @@ CHUNK_FRAMES = 100  # the Transformer attends within 1 s chunks, so its cost per
 HEADS = 4
 
 
-def _widths(kind: str, sizes: Mapping[str, int], dynamic: Collection[str], kappa_min: float,
-            defaults: Mapping[str, int], multiple_of: Mapping[str, int]) -> dict[str, Width | int]:
-    unknown = set(sizes) - set(defaults)
-    if unknown:
-        raise SoftWidthError(f"{kind}: unknown sizes {sorted(unknown)}; known: {sorted(defaults)}")
-    bad = set(dynamic) - set(defaults)
-    if bad:
-        raise SoftWidthError(f"{kind}: unknown dynamic widths {sorted(bad)}; known: {sorted(defaults)}")
-    full = {**defaults, **sizes}
-    out: dict[str, Width | int] = {}
-    for name, size in full.items():
-        step = multiple_of.get(name, 1)
-        if not isinstance(size, int) or isinstance(size, bool) or size < step or size % step:
-            raise SoftWidthError(f"{kind}: size {name} must be an int >= {step} and a multiple of {step}, "
-                                 f"got {size!r}")
-        if name in dynamic:
-            low = max(float(step), kappa_min * size)
-            out[name] = Width(size, min_size=min(low, float(size)), multiple_of=step, name=name)
-        else:
-            out[name] = size
-    return out
-
-
 def _check_power(x: torch.Tensor, where: str) -> None:
     if not isinstance(x, torch.Tensor) or x.ndim != 3 or x.shape[-1] != N_FREQ:
         got = tuple(x.shape) if isinstance(x, torch.Tensor) else type(x).__name__
@@ -88,10 +67,6 @@ def _mel(bands: Width | int) -> LogMel:
     n = bands.max_size if isinstance(bands, Width) else bands
     return LogMel(sample_rate=SAMPLE_RATE, n_fft=N_FFT, hop_length=HOP, n_mels=n,
                   width=bands if isinstance(bands, Width) else None, input="power")
-
-
-def _size(w: Width | int) -> int:
-    return w.max_size if isinstance(w, Width) else w
 
 
 def _width_or_none(w: Width | int) -> Width | None:
@@ -116,21 +91,21 @@ class CRNNVAD(nn.Module):
     def __init__(self, sizes: Mapping[str, int] | None = None, *, dynamic: Collection[str] = (),
                  kappa_min: float = 1 / 16) -> None:
         super().__init__()
-        w = _widths(self.kind, dict(sizes or {}), dynamic, kappa_min, self.defaults, {})
-        self.sizes = {k: _size(v) for k, v in w.items()}
+        w = model_widths(self.kind, dict(sizes or {}), dynamic, kappa_min, self.defaults, {})
+        self.sizes = {k: max_size(v) for k, v in w.items()}
         self.mel = _mel(w["bands"])
-        self.norm0 = BatchNorm(nn.BatchNorm1d(_size(w["bands"])), w["bands"])
-        self.conv1 = Conv1d(nn.Conv1d(_size(w["bands"]), _size(w["conv1"]), 3), in_width=w["bands"],
+        self.norm0 = BatchNorm(nn.BatchNorm1d(max_size(w["bands"])), w["bands"])
+        self.conv1 = Conv1d(nn.Conv1d(max_size(w["bands"]), max_size(w["conv1"]), 3), in_width=w["bands"],
                             out_width=w["conv1"])
-        self.norm1 = BatchNorm(nn.BatchNorm1d(_size(w["conv1"])), w["conv1"])
+        self.norm1 = BatchNorm(nn.BatchNorm1d(max_size(w["conv1"])), w["conv1"])
         self.act1 = Elementwise(nn.ReLU(), w["conv1"], dim=1)
-        self.conv2 = Conv1d(nn.Conv1d(_size(w["conv1"]), _size(w["conv2"]), 3), in_width=w["conv1"],
+        self.conv2 = Conv1d(nn.Conv1d(max_size(w["conv1"]), max_size(w["conv2"]), 3), in_width=w["conv1"],
                             out_width=w["conv2"])
-        self.norm2 = BatchNorm(nn.BatchNorm1d(_size(w["conv2"])), w["conv2"])
+        self.norm2 = BatchNorm(nn.BatchNorm1d(max_size(w["conv2"])), w["conv2"])
         self.act2 = Elementwise(nn.ReLU(), w["conv2"], dim=1)
-        self.gru = GRU(nn.GRU(_size(w["conv2"]), _size(w["hidden"]), batch_first=True), in_width=w["conv2"],
+        self.gru = GRU(nn.GRU(max_size(w["conv2"]), max_size(w["hidden"]), batch_first=True), in_width=w["conv2"],
                        hidden_width=_width_or_none(w["hidden"]))
-        self.head = Linear(nn.Linear(_size(w["hidden"]), 1), in_width=w["hidden"])
+        self.head = Linear(nn.Linear(max_size(w["hidden"]), 1), in_width=w["hidden"])
 
     def features(self, power: torch.Tensor) -> torch.Tensor:
         """Log-mel bands, normalised: ``(B, T, 201) -> (B, bands, T)``."""
@@ -168,15 +143,15 @@ class TransformerVAD(nn.Module):
     def __init__(self, sizes: Mapping[str, int] | None = None, *, dynamic: Collection[str] = (),
                  kappa_min: float = 1 / 16) -> None:
         super().__init__()
-        w = _widths(self.kind, dict(sizes or {}), dynamic, kappa_min, self.defaults, {"bands": HEADS})
-        self.sizes = {k: _size(v) for k, v in w.items()}
-        d = _size(w["bands"])
+        w = model_widths(self.kind, dict(sizes or {}), dynamic, kappa_min, self.defaults, {"bands": HEADS})
+        self.sizes = {k: max_size(v) for k, v in w.items()}
+        d = max_size(w["bands"])
         self.mel = _mel(w["bands"])
         self.norm0 = BatchNorm(nn.BatchNorm1d(d), w["bands"])
         self.local = Conv1d(nn.Conv1d(d, d, 3, groups=d), in_width=w["bands"], out_width=w["bands"])
-        self.layer1 = TransformerEncoderLayer(self._encoder(d, _size(w["ff1"])),
+        self.layer1 = TransformerEncoderLayer(self._encoder(d, max_size(w["ff1"])),
                                               model_width=_width_or_none(w["bands"]), ff_width=w["ff1"])
-        self.layer2 = TransformerEncoderLayer(self._encoder(d, _size(w["ff2"])),
+        self.layer2 = TransformerEncoderLayer(self._encoder(d, max_size(w["ff2"])),
                                               model_width=_width_or_none(w["bands"]), ff_width=w["ff2"])
         self.head = Linear(nn.Linear(d, 1), in_width=w["bands"])
 

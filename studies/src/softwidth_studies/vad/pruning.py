@@ -35,7 +35,6 @@ Importance per width (``|.|_1`` sums absolute values over every named axis; full
 
 from __future__ import annotations
 
-import copy
 import math
 from collections.abc import Callable, Mapping
 
@@ -44,14 +43,10 @@ from torch import nn
 
 from softwidth.consolidate import consolidate
 from ..experiments.pruning import check_prune_sizes
-from softwidth.width import Width
+from ..experiments.slicing import Index, State, batchnorm_plan, full_size_model, slice_state, top_indices
 from .models import CRNNVAD, HEADS, TransformerVAD, build_model
 
 __all__ = ["prune"]
-
-State = dict[str, torch.Tensor]
-Index = torch.Tensor | None  # kept indices along one axis, ``None`` = all
-
 
 def prune(model: nn.Module, sizes: Mapping[str, int]) -> nn.Module:
     """Return a plain copy of the trained VAD ``model`` pruned by L1 norm to ``sizes`` (in eval mode).
@@ -73,7 +68,7 @@ def prune(model: nn.Module, sizes: Mapping[str, int]) -> nn.Module:
     target = check_prune_sizes(model, sizes, (CRNNVAD, TransformerVAD), package="vad",
                                steps={"bands": HEADS} if getattr(model, "kind", None) == "transformer" else None)
     kind = model.kind
-    full = _full_size(model)
+    full = full_size_model(model)
     state = {name: t.detach() for name, t in full.state_dict().items()}
     pruned = _PRUNERS[kind](state, target)
     skeleton = consolidate(build_model(kind, target, dynamic=()).eval())
@@ -83,50 +78,19 @@ def prune(model: nn.Module, sizes: Mapping[str, int]) -> nn.Module:
     return skeleton.eval()
 
 
-def _full_size(model: nn.Module) -> nn.Module:
-    """The consolidated full-size model: a copy with every width at its maximum, in eval mode."""
-    full = copy.deepcopy(model)
-    with torch.no_grad():
-        for width in full.modules():
-            if isinstance(width, Width):
-                width.value.fill_(float(width.max_size))
-    return consolidate(full.eval())
-
-
-def _top(importance: torch.Tensor, k: int) -> torch.Tensor:
-    """Indices of the ``k`` largest entries, most important first (a stable sort: ties keep index order)."""
-    return importance.argsort(descending=True, stable=True)[:k]
-
-
-def _slice(state: State, plan: Mapping[str, tuple[Index, ...]]) -> State:
-    """``state`` with every tensor named in ``plan`` cut to the kept indices along each axis (others copied)."""
-    out = dict(state)
-    for name, axes in plan.items():
-        t = state[name]
-        for dim, index in enumerate(axes):
-            if index is not None:
-                t = t.index_select(dim, index.to(t.device))
-        out[name] = t.clone()
-    return out
-
-
-def _batchnorm(prefix: str, keep: torch.Tensor) -> dict[str, tuple[Index, ...]]:
-    return {f"{prefix}.{n}": (keep,) for n in ("weight", "bias", "running_mean", "running_var")}
-
-
 def _crnn(state: State, sizes: Mapping[str, int]) -> State:
     w1, w2 = state["conv1.weight"], state["conv2.weight"]  # (C1, bands, 3), (C2, C1, 3)
     w_ih, w_hh = state["gru.weight_ih_l0"], state["gru.weight_hh_l0"]  # (3 H, C2), (3 H, H)
     h = w_hh.shape[1]
-    bands = _top(w1.abs().sum((0, 2)), sizes["bands"])
-    c1 = _top(w1.abs().sum((1, 2)), sizes["conv1"])
-    c2 = _top(w2.abs().sum((1, 2)), sizes["conv2"])
-    units = _top((w_ih.abs().sum(1) + w_hh.abs().sum(1)).view(3, h).sum(0), sizes["hidden"])  # r, z, n blocks
+    bands = top_indices(w1.abs().sum((0, 2)), sizes["bands"])
+    c1 = top_indices(w1.abs().sum((1, 2)), sizes["conv1"])
+    c2 = top_indices(w2.abs().sum((1, 2)), sizes["conv2"])
+    units = top_indices((w_ih.abs().sum(1) + w_hh.abs().sum(1)).view(3, h).sum(0), sizes["hidden"])  # r, z, n blocks
     rows = torch.cat([gate * h + units for gate in range(3)])
-    return _slice(state, {
-        "mel.bank": (None, bands), **_batchnorm("norm0", bands),
-        "conv1.weight": (c1, bands), "conv1.bias": (c1,), **_batchnorm("norm1", c1),
-        "conv2.weight": (c2, c1), "conv2.bias": (c2,), **_batchnorm("norm2", c2),
+    return slice_state(state, {
+        "mel.bank": (None, bands), **batchnorm_plan("norm0", bands),
+        "conv1.weight": (c1, bands), "conv1.bias": (c1,), **batchnorm_plan("norm1", c1),
+        "conv2.weight": (c2, c1), "conv2.bias": (c2,), **batchnorm_plan("norm2", c2),
         "gru.weight_ih_l0": (rows, c2), "gru.weight_hh_l0": (rows, units),
         "gru.bias_ih_l0": (rows,), "gru.bias_hh_l0": (rows,),
         "head.weight": (None, units),
@@ -141,18 +105,18 @@ def _transformer(state: State, sizes: Mapping[str, int]) -> State:
         importance = (importance + state[f"{p}.self_attn.in_proj_weight"].abs().sum(0)
                       + state[f"{p}.self_attn.out_proj.weight"].abs().sum(1)
                       + state[f"{p}.linear1.weight"].abs().sum(0) + state[f"{p}.linear2.weight"].abs().sum(1))
-    keep = _top(importance, sizes["bands"])
+    keep = top_indices(importance, sizes["bands"])
     plan: dict[str, tuple[Index, ...]] = {
-        "mel.bank": (None, keep), **_batchnorm("norm0", keep), "local.weight": (keep,), "local.bias": (keep,),
+        "mel.bank": (None, keep), **batchnorm_plan("norm0", keep), "local.weight": (keep,), "local.bias": (keep,),
         "head.weight": (None, keep),
     }
     head_dim, kept_dim = d // HEADS, sizes["bands"] // HEADS
     for p, ff in zip(layers, ("ff1", "ff2")):
         w_in = state[f"{p}.self_attn.in_proj_weight"]  # (3 d, d): q, k, v blocks, head h owns rows h*hd + j
         per_dim = w_in.abs().sum(1).view(3, HEADS, head_dim).sum(0)  # (heads, head_dim)
-        inner = torch.cat([h * head_dim + _top(per_dim[h], kept_dim) for h in range(HEADS)])
+        inner = torch.cat([h * head_dim + top_indices(per_dim[h], kept_dim) for h in range(HEADS)])
         rows = torch.cat([part * d + inner for part in range(3)])
-        units = _top(state[f"{p}.linear1.weight"].abs().sum(1), sizes[ff])
+        units = top_indices(state[f"{p}.linear1.weight"].abs().sum(1), sizes[ff])
         plan.update({
             f"{p}.self_attn.in_proj_weight": (rows, keep), f"{p}.self_attn.in_proj_bias": (rows,),
             f"{p}.self_attn.out_proj.weight": (keep, inner), f"{p}.self_attn.out_proj.bias": (keep,),
@@ -160,7 +124,7 @@ def _transformer(state: State, sizes: Mapping[str, int]) -> State:
             f"{p}.linear2.weight": (keep, units), f"{p}.linear2.bias": (keep,),
             **{f"{p}.{norm}.{n}": (keep,) for norm in ("norm1", "norm2") for n in ("weight", "bias")},
         })
-    out = _slice(state, plan)
+    out = slice_state(state, plan)
     scale = math.sqrt(kept_dim / head_dim)  # keep the trained score temperature (see the module docstring)
     d_new = sizes["bands"]
     for p in layers:
