@@ -12,7 +12,7 @@ from torch import nn
 import softwidth as sw
 from softwidth import BudgetController, CostPenalty, SoftWidthError, Width
 from softwidth.layers import Linear
-from softwidth.objective import _widths_at, enforce_budget, full_cost, model_cost
+from softwidth.objective import _common_scale, _widths_at, enforce_budget, full_cost, model_cost
 from softwidth.optim import width_modules
 
 pytestmark = pytest.mark.filterwarnings("ignore:Converting a tensor with requires_grad")
@@ -315,6 +315,13 @@ def test_enforce_budget_is_feasible_integer_and_maximal(case):
     full = full_cost(model, kind)
     target = floor + fraction * (full - floor)
 
+    real = {id(w): float(w.value) for w in widths}
+
+    def cost_of(sizes):
+        with _widths_at(model, sizes):
+            return _cost(model, kind)
+
+    goal = _common_scale(widths, real, target, cost_of)  # the proportional real sizes the rounding keeps to
     result = enforce_budget(model, target, kind=kind)
 
     cost = _cost(model, kind)
@@ -324,9 +331,11 @@ def test_enforce_budget_is_feasible_integer_and_maximal(case):
         value = float(w.value)
         assert value == int(value) == result[w.label] == w.rounded
         assert lo <= value <= m and value % q == 0
-    for w in widths:  # maximal: no single width can grow one step and still fit
+    # maximal within the proportions: no single width can grow one step, stay within one step of its
+    # proportional size and still fit
+    for w in widths:
         grown = float(w.value) + w.multiple_of
-        if grown > w.max_size:
+        if grown > w.max_size or grown > goal[id(w)] + w.multiple_of * (1 + 1e-6):
             continue
         with _widths_at(model, {id(w): grown}):
             assert _cost(model, kind) > target

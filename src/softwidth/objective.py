@@ -285,10 +285,11 @@ def enforce_budget(model: nn.Module, target: float, *, kind: str = "flops") -> d
        ``a * K_j`` (in steps), each while the cost still fits.
     4. What budget is left goes to the cheapest steps that keep every width within one step of ``a * K_j``. If the
        cost is still below 97 % of the target (a coarse grid), one width at a time gives back a step so that
-       others can grow within that limit (kept when it brings the cost closer to the target), and as a last
-       resort the cheapest steps without the limit fill the rest.
-    A width never moves more than one step from ``a * K_j`` unless the last resort is needed, and no width is
-    favoured for its step being large (the earlier rule refilled the budget largest-step-first).
+       others can grow within that limit (kept when it brings the cost closer to the target).
+    A width never moves more than one step from ``a * K_j`` (where its bounds allow), and no width is favoured for
+    its step being large (the earlier rule refilled the budget largest-step-first). On a grid so coarse that no
+    sizes within one step reach 97 % of the target, the cost stays below it: the proportions win over the last
+    few percent of the budget.
     """
     widths = width_modules(model)
     if not widths:
@@ -310,8 +311,7 @@ def enforce_budget(model: nn.Module, target: float, *, kind: str = "flops") -> d
     _fill(widths, sizes, target, cost_of, limit=goal)
     if cost_of(sizes) < 0.97 * target:
         _trade(widths, sizes, target, cost_of, limit=goal)
-    if cost_of(sizes) < 0.97 * target:
-        _fill(widths, sizes, target, cost_of, limit=None)
+        _fill(widths, sizes, target, cost_of, limit=goal)  # the width that gave a step back may take it again
     with torch.no_grad():
         for w in widths:
             w.value.fill_(sizes[id(w)])
@@ -365,13 +365,13 @@ def _try_step(w: Width, sizes: dict[int, float], target: float, cost_of) -> bool
     return True
 
 
-def _fill(widths, sizes, target, cost_of, *, limit: dict[int, float] | None, frozen: Width | None = None) -> None:
-    """Grow by the cheapest step that fits (and, with ``limit``, stays within one step of it) until none does."""
+def _fill(widths, sizes, target, cost_of, *, limit: dict[int, float], frozen: Width | None = None) -> None:
+    """Grow by the cheapest step that fits and stays within one step of ``limit`` until none does."""
     while True:
         best, best_cost = None, math.inf
         for w in widths:
             grown = sizes[id(w)] + w.multiple_of
-            if w is frozen or grown > w.max_size or (limit is not None and grown > limit[id(w)] + w.multiple_of * (1 + ROUNDING_SLACK)):
+            if w is frozen or grown > w.max_size or grown > limit[id(w)] + w.multiple_of * (1 + ROUNDING_SLACK):
                 continue
             c = cost_of({**sizes, id(w): grown})
             if c <= target and c < best_cost:
