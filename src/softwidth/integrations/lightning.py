@@ -56,7 +56,7 @@ from ..optim import width_modules
 from ..probe import Profile
 from ..schedule import Schedule, WidthScheduler
 from ..trace import WidthTrace
-from ..train import WIDTH_OPTIMIZERS
+from ..session import WIDTH_OPTIMIZERS
 from ..width_optim import WidthSGD
 
 __all__ = ["SoftWidthCallback", "penalty"]
