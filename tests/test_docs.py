@@ -22,7 +22,7 @@ TEXT = API.read_text()
 # module -> names documented besides its __all__ (public helpers the CLI uses)
 COVERED = {
     "softwidth": (), "softwidth.layers": (), "softwidth.objective": (), "softwidth.schedule": (),
-    "softwidth.train": (), "softwidth.optim": (), "softwidth.probe": (), "softwidth.cost": (),
+    "softwidth.train": (), "softwidth.session": (), "softwidth.optim": (), "softwidth.probe": (), "softwidth.cost": (),
     "softwidth.consolidate": (), "softwidth.shrink": (), "softwidth.experiments.synthetic": ("report_from_runs",),
     "softwidth.noise_mix": (), "softwidth.data.cache": (), "softwidth.data.packages": (), "softwidth.data.audio": (),
     "softwidth.data.loaders": (), "softwidth.data.features": (), "softwidth.data.vad_corpus": (),
