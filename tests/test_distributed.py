@@ -88,7 +88,7 @@ def _worker(rank, port, folder):
     import softwidth.train as train
 
     calls = {"csv": 0, "checkpoint": 0, "consolidated": 0}
-    for name, key in (("_write_csv", "csv"), ("_save", "checkpoint"), ("save_consolidated", "consolidated")):
+    for name, key in (("write_log", "csv"), ("save_checkpoint", "checkpoint"), ("save_consolidated", "consolidated")):
         real = getattr(train, name)
 
         def counted(*args, _real=real, _key=key, **kwargs):

@@ -22,7 +22,7 @@ TEXT = API.read_text()
 # module -> names documented besides its __all__ (public helpers the CLI uses)
 COVERED = {
     "softwidth": (), "softwidth.layers": (), "softwidth.objective": (), "softwidth.schedule": (),
-    "softwidth.train": (), "softwidth.optim": (), "softwidth.probe": (), "softwidth.cost": (),
+    "softwidth.train": (), "softwidth.session": (), "softwidth.optim": (), "softwidth.probe": (), "softwidth.cost": (),
     "softwidth.consolidate": (), "softwidth.shrink": (), "softwidth_studies.experiments.synthetic": ("report_from_runs",),
     "softwidth.noise_mix": (), "softwidth.gate": (), "softwidth_studies.experiments.pareto": (),
     "softwidth_studies.experiments.model_widths": (), "softwidth_studies.experiments.slicing": (), "softwidth_studies.data.cache": (), "softwidth_studies.data.packages": (), "softwidth_studies.data.audio": (),

@@ -1,8 +1,10 @@
 """The cost term of the loss: a fixed-weight penalty, or a budget controller that hits a cost target.
 
 Both are small objects with ``penalty()`` (a differentiable scalar to add to the task loss) and ``step()``
-(call once per optimizer step). Costs are normalised by the full model's (every width at its maximum), so
-a weight of 1 trades one unit of task loss for the whole model's cost::
+(call once per optimizer step); :class:`CostTerm` is the protocol they follow, which a cost term of your own
+implements to be driven by :func:`softwidth.fit` or :class:`~softwidth.WidthSession`. Costs are normalised by the
+full model's (every width at its maximum), so a weight of 1 trades one unit of task loss for the whole model's
+cost::
 
     term = sw.CostPenalty(model, weight=0.5)            # or sw.BudgetController(model, target=0.25)
     loss = task_loss + term.penalty()
@@ -13,6 +15,7 @@ from __future__ import annotations
 
 import math
 from contextlib import contextmanager
+from typing import Protocol, runtime_checkable
 
 import torch
 from torch import nn
@@ -27,7 +30,45 @@ from .width_optim import UNITS
 UPDATES = ("project", "dual")
 ROUNDING_SLACK = 1e-6  # in steps: a real size this close to a step counts as on it (bisection noise)
 
-__all__ = ["BudgetController", "CostPenalty", "enforce_budget", "full_cost", "model_cost"]
+__all__ = ["BudgetController", "CostPenalty", "CostTerm", "enforce_budget", "full_cost", "model_cost"]
+
+
+@runtime_checkable
+class CostTerm(Protocol):
+    """What a training loop needs of a cost term; :class:`CostPenalty` and :class:`BudgetController` are two.
+
+    ``kind``: what the cost counts ("flops", "macs" or "params"). ``penalty()``: the differentiable scalar added
+    to the task loss while the widths learn. ``step()``: after each optimizer step while the widths learn (a
+    budget's projection). ``normalised_cost()``: cost / the full model's (a 0-dim tensor, logged as ``cost``).
+    ``enforce()``: at the schedule's freeze, before the widths are rounded (a budget rounds them to meet its
+    target; returns the sizes it set, ``{}`` if none). ``state_dict()`` / ``load_state_dict()``: for checkpoints.
+    An optional ``multiplier`` (a float, the term's price) is logged when present.
+    """
+
+    kind: str
+
+    def penalty(self) -> torch.Tensor: ...
+
+    def step(self) -> None: ...
+
+    def normalised_cost(self) -> torch.Tensor: ...
+
+    def enforce(self) -> dict[str, int]: ...
+
+    def state_dict(self) -> dict: ...
+
+    def load_state_dict(self, state: dict) -> None: ...
+
+
+def _check_cost_term(term, where: str, *, name: str = "cost_term") -> None:
+    """Refuse, in one line naming the fix, anything but ``None`` or a :class:`CostTerm`."""
+    if term is None or isinstance(term, CostTerm):
+        return
+    members = ("kind", "penalty", "step", "normalised_cost", "enforce", "state_dict", "load_state_dict")
+    missing = [m for m in members if not hasattr(term, m)]
+    raise SoftWidthError(f"{where}: {name} must be a CostPenalty, a BudgetController or None, got "
+                         f"{type(term).__name__} (a cost term of your own implements softwidth.CostTerm; "
+                         f"missing: {', '.join(missing)})")
 
 
 def model_cost(model: nn.Module, kind: str = "flops") -> torch.Tensor:
@@ -87,6 +128,10 @@ class CostPenalty:
 
     def step(self) -> None:
         """Nothing to update for a fixed weight (kept for symmetry with :class:`BudgetController`)."""
+
+    def enforce(self) -> dict[str, int]:
+        """Nothing to enforce for a fixed weight (the schedule rounds the widths at the freeze); returns ``{}``."""
+        return {}
 
     def state_dict(self) -> dict:
         return {"weight": self.weight}

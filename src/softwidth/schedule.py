@@ -24,6 +24,7 @@ from dataclasses import asdict, dataclass
 from torch import nn
 
 from .errors import SoftWidthError
+from .objective import BudgetController, CostTerm, _check_cost_term
 from .optim import width_modules
 
 __all__ = ["Schedule", "WidthScheduler"]
@@ -87,17 +88,20 @@ class WidthScheduler:
         model: the dynamic model.
         schedule: the schedule.
         total_steps: optimizer steps of the whole training run (> 0).
-        controller: optional budget controller; its ``enforce()`` rounds the widths at the freeze point.
+        controller: optional cost term (:class:`~softwidth.objective.CostTerm`); its ``enforce()`` runs at the
+            freeze point, before the widths are rounded (a budget controller meets its target there).
     """
 
-    def __init__(self, model: nn.Module, schedule: Schedule, *, total_steps: int, controller=None) -> None:
+    def __init__(self, model: nn.Module, schedule: Schedule, *, total_steps: int,
+                 controller: CostTerm | None = None) -> None:
         if not isinstance(total_steps, int) or total_steps < 1:
             raise SoftWidthError(f"WidthScheduler: total_steps must be an int >= 1, got {total_steps!r}")
+        _check_cost_term(controller, "WidthScheduler", name="controller")
         self.model, self.schedule, self.total_steps = model, schedule, total_steps
         self.controller = controller
         self.steps = 0
         self.frozen = False
-        if controller is not None and getattr(controller, "glide_steps", 0) is None:
+        if isinstance(controller, BudgetController) and controller.glide_steps is None:
             # the budget's glide: half the width-learning phase before annealing (at least one step)
             controller.glide_steps = max(1, round(0.5 * (schedule.anneal_start - schedule.warmup) * total_steps))
         self.apply()
@@ -128,7 +132,7 @@ class WidthScheduler:
                 w.value.requires_grad_(self.widths_learning)
 
     def _freeze(self) -> None:
-        if self.controller is not None and hasattr(self.controller, "enforce"):
+        if self.controller is not None:
             self.controller.enforce()
         for w in width_modules(self.model):
             w.freeze_()  # rounded, no gradient, hard truncation in train mode too
