@@ -157,7 +157,7 @@ def test_eval_is_deterministic_and_train_is_noisy():
 # -- cost ------------------------------------------------------------------------------------------------
 class ArithmeticCount(fx.Interpreter):
     """Runs a consolidated front end and counts what it executes besides matmuls: one op per output element
-    of every elementwise multiply, add and log, and one add per source element of ``index_add``; gathers,
+    of every elementwise multiply, add and log, and one add per source element of ``scatter_add``; gathers,
     padding, framing and zeros are free. Independent of the layer's cost formula."""
 
     def __init__(self, module: fx.GraphModule) -> None:
@@ -166,7 +166,7 @@ class ArithmeticCount(fx.Interpreter):
 
     def run_node(self, node):
         out = super().run_node(node)
-        if node.op == "call_method" and node.target == "index_add":
+        if node.op == "call_method" and node.target in ("scatter_add", "index_add"):
             self.ops += self.env[node.args[3]].numel()
         elif node.target in (operator.mul, operator.add, torch.log) and isinstance(out, torch.Tensor):
             self.ops += out.numel()

@@ -156,7 +156,9 @@ def sparse_mel(power: torch.Tensor, bins: torch.Tensor, bands: torch.Tensor, wei
     """
     gathered = power.index_select(-1, bins) * weights  # (..., nnz)
     mel = torch.zeros(power.shape[:-1] + (n,), dtype=power.dtype, device=power.device)
-    return mel.index_add(-1, bands, gathered)
+    # scatter_add, not index_add: index_add exports to ONNX ScatterND(add), which onnxruntime's CPU kernel sums
+    # with a race when indices repeat (results differed run to run); scatter_add exports to ScatterElements(add)
+    return mel.scatter_add(-1, bands.expand(gathered.shape), gathered)
 
 
 _SPARSE = ("bins", "bands", "weights")
