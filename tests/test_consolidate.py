@@ -206,3 +206,27 @@ def test_consolidate_errors():
 
     with pytest.raises(SoftWidthError, match=r"widths left outside width-aware layers at \['w'\]"):
         sw.consolidate(Loose())
+
+
+@pytest.mark.parametrize("returned, got", [(None, "NoneType"), ("self", "a module holding softwidth classes")])
+def test_a_layer_must_consolidate_into_a_plain_module(returned, got):
+    class Bad(DynamicLayer):
+        def __init__(self):
+            super().__init__()
+            self.in_layout = self.out_layout = sw.layers.as_layout(Width(3), 3, where=self.where, role="width")
+            self.register_widths(width=self.out_layout)
+
+        def forward(self, x):
+            return x
+
+        def cost(self, positions):
+            return {"flops": 0.0, "macs": 0.0, "params": 0.0}
+
+        def consolidated(self):
+            return self if returned == "self" else returned
+
+    message = rf"^consolidate: {{}} \(Bad\).consolidated\(\) returned {got}; it must return a new stock torch module"
+    with pytest.raises(SoftWidthError, match=message.format("1")):
+        sw.consolidate(nn.Sequential(nn.Identity(), Bad()))
+    with pytest.raises(SoftWidthError, match=message.format("the model")):
+        sw.consolidate(Bad())

@@ -193,3 +193,43 @@ def test_bad_model_or_example():
         sw.profile(model, ("a", 1))
     with pytest.raises(SoftWidthError, match="0: input has 5 features on axis -1"):
         sw.profile(model, torch.randn(1, 5))
+
+
+def test_a_layer_declares_each_inputs_layout_with_input_layout():
+    """A user layer with two inputs governed by different widths: profile checks each against its producer."""
+    a, b = Width(4, name="a"), Width(3, name="b")
+
+    class Outer(sw.layers.DynamicLayer):  # the outer product of two gated vectors, (N, A) x (N, B) -> (N, A * B)
+        def __init__(self):
+            super().__init__()
+            self.parts = (sw.layers.as_layout(a, 4, where=self.where, role="a"),
+                          sw.layers.as_layout(b, 3, where=self.where, role="b"))
+            self.in_layout, self.out_layout = None, sw.layers.as_layout(None, 12, where=self.where, role="out")
+            self.register_widths(a=self.parts[0], b=self.parts[1])
+
+        def forward(self, x, y):
+            return (x[:, :, None] * y[:, None, :]).flatten(1)
+
+        def input_layout(self, index):
+            return self.parts[index]
+
+        def cost(self, positions):
+            return {"flops": 12.0 * positions, "macs": 0.0, "params": 0.0}
+
+        def consolidated(self):
+            return nn.Identity()
+
+    class Net(nn.Module):
+        def __init__(self, swap):
+            super().__init__()
+            self.fa, self.fb = Linear(nn.Linear(2, 4), out_width=a), Linear(nn.Linear(2, 3), out_width=b)
+            self.outer, self.swap = Outer(), swap
+
+        def forward(self, x):
+            return self.outer(self.fb(x), self.fa(x)) if self.swap else self.outer(self.fa(x), self.fb(x))
+
+    record = sw.profile(Net(swap=False), torch.randn(1, 2))
+    assert [e.name for e in record.entries] == ["fa", "fb", "outer"]
+    with pytest.raises(SoftWidthError, match="outer: must share a width with its producer: input 0 is gated by b, "
+                                             "the layer declares a"):
+        sw.profile(Net(swap=True), torch.randn(1, 2))

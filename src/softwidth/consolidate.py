@@ -26,7 +26,7 @@ def consolidate(model: nn.Module) -> nn.Module:
     if not isinstance(model, nn.Module):
         raise SoftWidthError(f"consolidate: expected an nn.Module, got {type(model).__name__}")
     if isinstance(model, DynamicLayer):
-        return model.consolidated().train(model.training)
+        return _stock(model, "the model")
     plain = copy.deepcopy(model)
     plain.__dict__.pop("softwidth_profile", None)
     replaced = 0
@@ -36,7 +36,7 @@ def consolidate(model: nn.Module) -> nn.Module:
         parent_name, _, child = name.rpartition(".")
         parent = plain.get_submodule(parent_name)
         if not isinstance(parent, DynamicLayer):  # nested layers are replaced with their parent
-            setattr(parent, child, module.consolidated().train(module.training))
+            setattr(parent, child, _stock(module, name))
             replaced += 1
     left = [n for n, m in plain.named_modules() if isinstance(m, (Width, DynamicLayer))]
     if left:
@@ -45,6 +45,18 @@ def consolidate(model: nn.Module) -> nn.Module:
             "through a softwidth layer"
         )
     return plain
+
+
+def _stock(layer: DynamicLayer, where: str) -> nn.Module:
+    """``layer.consolidated()`` in the layer's train/eval mode, checked to be a plain module."""
+    plain = layer.consolidated()
+    if not isinstance(plain, nn.Module) or any(isinstance(m, (Width, DynamicLayer)) for m in plain.modules()):
+        got = type(plain).__name__ if not isinstance(plain, nn.Module) else "a module holding softwidth classes"
+        raise SoftWidthError(
+            f"consolidate: {where} ({type(layer).__name__}).consolidated() returned {got}; it must return a new "
+            "stock torch module (no Width, no width-aware layer) at the rounded widths"
+        )
+    return plain.train(layer.training)
 
 
 def widths(model: nn.Module) -> dict[str, dict]:

@@ -10,9 +10,10 @@ A saved model is a folder with two files::
 (:func:`register_builder`), calls ``builder(**config)`` to get a module with the consolidated shapes, and
 loads the weights into it (``strict``). The generic builder ``"softwidth.modules"`` (used when
 ``architecture`` is ``None``) rebuilds ``nn.Sequential`` / ``nn.ModuleList`` / ``nn.ModuleDict`` trees of stock
-layers (Linear, Conv1d/2d, GRU, LSTM, BatchNorm1d/2d, LayerNorm, TransformerEncoderLayer, activations,
-pooling, Dropout, Flatten, Identity) from their constructor arguments, so a consolidated ``nn.Sequential``
-reloads with no user code. Models of other classes register a builder::
+layers (every type registered in ``softwidth.layers.WRAPPERS``: Linear, Conv1d/2d, GRU, LSTM, BatchNorm1d/2d,
+LayerNorm, TransformerEncoderLayer, activations, Dropout, Identity and the types added with
+``softwidth.layers.register``; and pooling, Flatten, Softmax) from their constructor arguments, so a
+consolidated ``nn.Sequential`` reloads with no user code. Models of other classes register a builder::
 
     sw.export.register_builder("vad.crnn", lambda **config: CRNN(**config))
     sw.export.save(plain, "out/vad", architecture={"builder": "vad.crnn", "config": {"bands": 37}})
@@ -38,6 +39,7 @@ from torch import nn
 
 from ._optional import require
 from .errors import SoftWidthError
+from .layers import WRAPPERS
 
 __all__ = ["describe", "load", "register_builder", "save", "to_onnx", "to_torchscript"]
 
@@ -46,14 +48,12 @@ WEIGHTS, ARCHITECTURE = "model.safetensors", "model.json"
 
 _BUILDERS: dict[str, Callable[..., nn.Module]] = {}
 
-# stock leaf modules the generic builder rebuilds from their constructor arguments (read back as attributes)
-_LEAVES = {cls.__name__: cls for cls in (
-    nn.Linear, nn.Conv1d, nn.Conv2d, nn.GRU, nn.LSTM, nn.BatchNorm1d, nn.BatchNorm2d, nn.LayerNorm,
-    nn.TransformerEncoderLayer, nn.Identity, nn.Dropout, nn.Flatten, nn.Unflatten,
-    nn.ReLU, nn.ReLU6, nn.GELU, nn.SiLU, nn.Tanh, nn.Sigmoid, nn.ELU, nn.LeakyReLU, nn.PReLU, nn.Softplus,
-    nn.Hardtanh, nn.Hardswish, nn.Hardsigmoid, nn.Mish, nn.Softmax, nn.LogSoftmax,
+# stock leaf modules the generic builder rebuilds from their constructor arguments (read back as attributes):
+# the registered types of softwidth.layers.WRAPPERS (see _leaves) and these, which no width-aware layer wraps
+_OTHER_LEAVES = (
+    nn.Flatten, nn.Unflatten, nn.Hardsigmoid, nn.Mish, nn.Softmax, nn.LogSoftmax,
     nn.MaxPool1d, nn.MaxPool2d, nn.AvgPool1d, nn.AvgPool2d, nn.AdaptiveAvgPool1d, nn.AdaptiveAvgPool2d,
-)}
+)
 _CONTAINERS = {"Sequential": nn.Sequential, "ModuleList": nn.ModuleList, "ModuleDict": nn.ModuleDict}
 _ACTIVATIONS = {"relu": F.relu, "gelu": F.gelu}
 
@@ -252,10 +252,11 @@ def _describe(module: nn.Module, path: str) -> dict:
     if type(module) in _CONTAINERS.values():
         return {"type": name, "children": [[n, _describe(m, f"{path}.{n}" if path else n)]
                                             for n, m in module.named_children()]}
-    if _LEAVES.get(name) is not type(module):
+    name = _type_name(type(module))
+    if _leaves().get(name) is not type(module):
         raise SoftWidthError(
-            f"describe: {where} is a {type(module).__module__}.{name}, which the generic builder does not "
-            "know; register a builder (softwidth.export.register_builder) and pass "
+            f"describe: {where} is a {type(module).__module__}.{type(module).__qualname__}, which the generic "
+            "builder does not know; register a builder (softwidth.export.register_builder) and pass "
             "architecture={'builder': name, 'config': {...}} to save"
         )
     if isinstance(module, nn.TransformerEncoderLayer):
@@ -315,7 +316,8 @@ def _rebuild(node, path: str) -> nn.Module:
         if name == "ModuleList":
             return nn.ModuleList(m for _, m in children)
         return _CONTAINERS[name](dict(children)) if name == "ModuleDict" else nn.Sequential(_ordered(children))
-    if name not in _LEAVES or not isinstance(node.get("args"), dict):
+    leaves = _leaves()
+    if name not in leaves or not isinstance(node.get("args"), dict):
         raise SoftWidthError(f"load: {where}: {name!r} is not a module the generic builder makes")
     args = {k: _tuples(v) for k, v in node["args"].items()}  # JSON lists back to the tuples torch stores
     if name == "TransformerEncoderLayer":
@@ -327,7 +329,7 @@ def _rebuild(node, path: str) -> nn.Module:
             extra["attention_dropout"], extra["dropout1"], extra["dropout2"])
         return layer
     try:
-        return _LEAVES[name](**args)
+        return leaves[name](**args)
     except (TypeError, ValueError) as err:
         raise SoftWidthError(f"load: {where}: cannot build {name}(**{args}): {err}") from None
 
@@ -340,3 +342,14 @@ def _ordered(children):
     from collections import OrderedDict
 
     return OrderedDict(children)
+
+
+def _leaves() -> dict[str, type]:
+    """Name written in the description -> stock type, for every type the generic builder makes (the registry
+    is read on every call: a type registered after import is described and rebuilt too)."""
+    return {_type_name(cls): cls for cls in (*WRAPPERS, *_OTHER_LEAVES)}
+
+
+def _type_name(cls: type) -> str:
+    """``Linear`` for a ``torch.nn`` class, ``package.module.Class`` for any other (no two types share a name)."""
+    return cls.__name__ if cls.__module__.startswith("torch.nn.") else f"{cls.__module__}.{cls.__qualname__}"

@@ -7,9 +7,12 @@ layout, so the probe also checks the wiring: a layer that consumes a width must 
 producer gated with, residual additions must share a width, and a stock layer fed by a dynamic width is
 refused (it would break at consolidation). Layers the user did not make dynamic are priced at fixed size.
 
-What is priced: every width-aware layer; stock Linear, Conv1d/2d, GRU, LSTM, BatchNorm, LayerNorm and
-element-wise activations (``softwidth.layers.ELEMENTWISE_FLOPS``), as module calls. Not priced: functional
-calls in ``forward`` (``F.relu``, ``x + y``, pooling) and parameter-free modules outside that list.
+What is priced: every width-aware layer; stock modules of every registered type
+(``softwidth.layers.WRAPPERS``: Linear, Conv1d/2d, GRU, LSTM, BatchNorm, LayerNorm, TransformerEncoderLayer, the
+element-wise activations of ``softwidth.layers.ELEMENTWISE_FLOPS`` and the types added with
+``softwidth.layers.register``), as module calls, with their layer's formulas at fixed size
+(:meth:`~softwidth.layers.DynamicLayer.fixed`). Not priced: functional calls in ``forward`` (``F.relu``,
+``x + y``, pooling) and parameter-free modules outside that list.
 """
 
 from __future__ import annotations
@@ -151,9 +154,8 @@ def _dynamic_hook(name: str, batch: int, result: Profile):
 
 
 def _check_consumed(name: str, layer: DynamicLayer, inputs) -> None:
-    parts = getattr(layer, "parts", None)
     for index, layout, dim in _tags(inputs):
-        expected = parts[index] if parts is not None and index < len(parts) else layer.in_layout
+        expected = layer.input_layout(index)
         if expected is None:
             continue
         if not expected.is_dynamic:
@@ -200,12 +202,12 @@ def _stock_hook(name: str, batch: int, result: Profile):
             if any(True for _ in module.parameters(recurse=False)):
                 warnings.warn(f"softwidth.profile: {name} ({type(module).__name__}) is not priced", stacklevel=2)
             return
-        if wrapper is Elementwise:
-            x = inputs[0]
-            dim = 1 if isinstance(module, nn.PReLU) and x.dim() > 1 else -1
-            pricer = Elementwise(module, x.shape[dim], dim=dim)
-        else:
-            pricer = wrapper(module)
+        try:
+            pricer = wrapper.fixed(module, inputs)
+        except TypeError as err:  # a registered layer whose constructor needs its widths
+            raise SoftWidthError(
+                f"{name}: {wrapper.__name__}.fixed cannot price the unwrapped {type(module).__name__} ({err}); give "
+                f"{wrapper.__name__}'s widths defaults of None or override its fixed(module, inputs)") from None
         positions = pricer.count_positions(inputs, output, batch)
         result.entries.append(Entry(name, pricer, positions, False))
     return hook

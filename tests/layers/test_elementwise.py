@@ -172,13 +172,6 @@ def test_add_remasks_in_eval_and_sums_in_train():
     assert torch.equal(y[:, :2], (a + b)[:, :2]) and (y[:, 2:] == 0).all()
 
 
-def test_elementwise_train_mode_passes_width_gradient():
-    torch.manual_seed(0)
-    model, w = _act_model("sigmoid", False, 3, 8, 0.5)
-    model(torch.randn(16, 3)).square().mean().backward()
-    assert torch.isfinite(w.value.grad) and float(w.value.grad) != 0.0
-
-
 # -- errors ---------------------------------------------------------------------------------------
 def test_elementwise_errors():
     with pytest.raises(SoftWidthError, match="Elementwise: unsupported module Softmax; supported: .*Sigmoid"):

@@ -119,16 +119,6 @@ def test_consolidated_slices_rows_and_columns_without_mutation():
         assert torch.equal(v, before[k]), k
 
 
-@pytest.mark.parametrize("mix", ["ramp", "paper"])
-def test_train_mode_gradient_reaches_widths_through_linear(mix):
-    torch.manual_seed(0)
-    model, (w1, w2) = _mlp((4, 8, 6, 2), (0.55, 0.45), (True,) * 4, mix=mix)
-    loss = model(torch.randn(16, 4)).square().mean()
-    loss.backward()
-    for w in (w1, w2):
-        assert torch.isfinite(w.value.grad) and float(w.value.grad) != 0.0
-
-
 # -- errors ---------------------------------------------------------------------------------------
 def test_wrong_feature_count_or_bad_values():
     layer = Linear(nn.Linear(4, 3), out_width=Width(3))

@@ -27,7 +27,7 @@ from torch import nn
 from ..errors import SoftWidthError
 from ..layout import NOISE_CUT, WidthLike, batch_std, check_features
 from ..width import Width
-from ._base import Cost, DynamicLayer, as_layout, take
+from ._base import Cost, DynamicLayer, as_layout, kept
 from .elementwise import ELEMENTWISE_FLOPS
 from .norm import LayerNorm
 
@@ -77,7 +77,7 @@ class TransformerEncoderLayer(DynamicLayer):
         self.in_layout = self.out_layout = as_layout(
             model_width, attn.embed_dim, where=self.where, role="model_width")
         self.ff_layout = as_layout(ff_width, layer.linear1.out_features, where=self.where, role="ff_width")
-        self._register_widths(model_width=self.out_layout, ff_width=self.ff_layout)
+        self.register_widths(model_width=self.out_layout, ff_width=self.ff_layout)
         # The share-weighted LayerNorms are reused as helpers around the stock norms. A tuple keeps them out of
         # the module tree, so the state_dict holds each tensor once (safetensors refuses shared tensors).
         self._norms = (LayerNorm(layer.norm1, model_width), LayerNorm(layer.norm2, model_width))
@@ -144,11 +144,11 @@ class TransformerEncoderLayer(DynamicLayer):
         width = self.out_layout.widths[0]
         index = width.index[: self.head_dim].to(like.device)
         if not width.training:
-            kept = width.rounded // self.heads
-            return (index < kept).to(like.dtype), ones * 0, float(kept)
+            size = width.rounded // self.heads
+            return (index < size).to(like.dtype), ones * 0, float(size)
         if width.frozen:
-            kept = width.rounded // self.heads
-            return (index < kept).to(like.dtype), ones * 0, float(kept)
+            size = width.rounded // self.heads
+            return (index < size).to(like.dtype), ones * 0, float(size)
         size = width.real() / self.heads
         signal, noise = width.mix_weights(size, index)
         return signal, noise, size
@@ -224,8 +224,8 @@ class TransformerEncoderLayer(DynamicLayer):
         ]
         for new, old, keep_rows, keep_cols in pairs:
             if old is not None:
-                sliced = take(old, 0, keep_rows)
-                new.data.copy_(sliced if keep_cols is None else take(sliced, 1, keep_cols))
+                sliced = kept(old, 0, keep_rows)
+                new.data.copy_(sliced if keep_cols is None else kept(sliced, 1, keep_cols))
         out.norm1, out.norm2 = (norm.consolidated().to(w.dtype) for norm in self._norms)
         return out.train(self.training)
 

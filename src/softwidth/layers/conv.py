@@ -9,7 +9,7 @@ from torch import nn
 
 from ..errors import SoftWidthError
 from ..layout import WidthLike, check_features
-from ._base import Cost, DynamicLayer, as_layout, take
+from ._base import Cost, DynamicLayer, as_layout, kept
 
 __all__ = ["Conv1d", "Conv2d"]
 
@@ -43,7 +43,7 @@ class _ConvNd(DynamicLayer):
                 f"{name}: grouped conv with 1 < groups={g} < channels cannot have dynamic channels; use "
                 "groups=1, a depthwise conv (groups == in == out channels) or fixed widths"
             )
-        self._register_widths(out_width=self.out_layout, in_width=self.in_layout)
+        self.register_widths(out_width=self.out_layout, in_width=self.in_layout)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if not isinstance(x, torch.Tensor) or x.dim() not in (self._spatial + 1, self._spatial + 2):
@@ -83,12 +83,12 @@ class _ConvNd(DynamicLayer):
             dilation=c.dilation, groups=groups, bias=c.bias is not None,
             device=c.weight.device, dtype=c.weight.dtype,
         )
-        weight = take(c.weight, 0, keep_out)
+        weight = kept(c.weight, 0, keep_out)
         if not self.depthwise:
-            weight = take(weight, 1, keep_in)
+            weight = kept(weight, 1, keep_in)
         out.weight.data.copy_(weight)
         if c.bias is not None:
-            out.bias.data.copy_(take(c.bias, 0, keep_out))
+            out.bias.data.copy_(kept(c.bias, 0, keep_out))
         return out
 
 

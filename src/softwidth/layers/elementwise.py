@@ -14,7 +14,7 @@ from torch import nn
 
 from ..errors import SoftWidthError
 from ..layout import Layout, WidthLike, check_features
-from ._base import Cost, DynamicLayer, take
+from ._base import Cost, DynamicLayer, kept
 from ._graph import add_module, cat_module
 
 __all__ = ["ELEMENTWISE_FLOPS", "Add", "Concat", "Elementwise"]
@@ -47,7 +47,15 @@ class Elementwise(DynamicLayer):
                 f"Elementwise: PReLU has {module.num_parameters} slopes but the width has "
                 f"{self.out_layout.max_size} features"
             )
-        self._register_widths(width=self.out_layout)
+        self.register_widths(width=self.out_layout)
+
+    @classmethod
+    def fixed(cls, module: nn.Module, inputs: tuple) -> Elementwise:
+        """The fixed-size pricer of an unwrapped activation: features on axis 1 for a per-channel PReLU of a
+        batched input (where its slopes act), the last axis otherwise."""
+        x = inputs[0]
+        dim = 1 if isinstance(module, nn.PReLU) and x.dim() > 1 else -1
+        return cls(module, x.shape[dim], dim=dim)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         check_features(x, self.out_layout.max_size, self.dim, where=self.where)  # before the module sees it
@@ -69,7 +77,7 @@ class Elementwise(DynamicLayer):
         if isinstance(out, nn.PReLU) and out.num_parameters > 1:
             keep = self.out_layout.kept_indices()
             out.num_parameters = len(keep)
-            out.weight = nn.Parameter(take(self.module.weight, 0, keep))
+            out.weight = nn.Parameter(kept(self.module.weight, 0, keep))
         return out
 
 
@@ -84,7 +92,7 @@ class Add(DynamicLayer):
         super().__init__()
         self.dim = dim
         self.in_layout = self.out_layout = Layout.of(width)
-        self._register_widths(width=self.out_layout)
+        self.register_widths(width=self.out_layout)
 
     def forward(self, a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
         check_features(a, self.out_layout.max_size, self.dim, where=self.where)
@@ -123,7 +131,11 @@ class Concat(DynamicLayer):
         self.parts = [Layout.of(w) for w in widths]
         self.in_layout = None
         self.out_layout = Layout(self.parts)
-        self._register_widths(**{f"part{i}": part for i, part in enumerate(self.parts)})
+        self.register_widths(**{f"part{i}": part for i, part in enumerate(self.parts)})
+
+    def input_layout(self, index: int) -> Layout | None:
+        """Input ``index`` is governed by the ``index``-th width."""
+        return self.parts[index] if index < len(self.parts) else self.in_layout
 
     def forward(self, *tensors: torch.Tensor) -> torch.Tensor:
         if len(tensors) != len(self.parts):

@@ -8,7 +8,7 @@ from torch import nn
 
 from ..errors import SoftWidthError
 from ..layout import WidthLike, check_features
-from ._base import Cost, DynamicLayer, as_layout, take
+from ._base import Cost, DynamicLayer, as_layout, kept
 
 __all__ = ["Linear"]
 
@@ -35,7 +35,7 @@ class Linear(DynamicLayer):
         self.linear = linear
         self.in_layout = as_layout(in_width, linear.in_features, where=self.where, role="in_width")
         self.out_layout = as_layout(out_width, linear.out_features, where=self.where, role="out_width")
-        self._register_widths(out_width=self.out_layout, in_width=self.in_layout)
+        self.register_widths(out_width=self.out_layout, in_width=self.in_layout)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         check_features(x, self.linear.in_features, -1, where=self.where)
@@ -52,7 +52,7 @@ class Linear(DynamicLayer):
         w = self.linear.weight
         out = nn.Linear(len(keep_in), len(keep_out), bias=self.linear.bias is not None,
                         device=w.device, dtype=w.dtype)
-        out.weight.data.copy_(take(take(w, 0, keep_out), 1, keep_in))
+        out.weight.data.copy_(kept(kept(w, 0, keep_out), 1, keep_in))
         if self.linear.bias is not None:
-            out.bias.data.copy_(take(self.linear.bias, 0, keep_out))
+            out.bias.data.copy_(kept(self.linear.bias, 0, keep_out))
         return out

@@ -11,7 +11,7 @@ from torch import nn
 
 from ..errors import SoftWidthError
 from ..layout import WidthLike, check_features
-from ._base import Cost, DynamicLayer, as_layout, take
+from ._base import Cost, DynamicLayer, as_layout, kept
 
 __all__ = ["BatchNorm", "LayerNorm"]
 
@@ -33,7 +33,7 @@ class BatchNorm(DynamicLayer):
             raise SoftWidthError(f"softwidth.layers.BatchNorm wraps nn.BatchNorm1d/2d, got {type(norm).__name__}")
         self.norm = norm
         self.in_layout = self.out_layout = as_layout(width, norm.num_features, where=self.where, role="width")
-        self._register_widths(width=self.out_layout)
+        self.register_widths(width=self.out_layout)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         dim = 1 if isinstance(x, torch.Tensor) and x.dim() > 1 else 0  # check_features refuses a non-tensor
@@ -56,11 +56,11 @@ class BatchNorm(DynamicLayer):
                       track_running_stats=n.track_running_stats,
                       device=None if ref is None else ref.device, dtype=None if ref is None else ref.dtype)
         if n.affine:
-            out.weight.data.copy_(take(n.weight, 0, keep))
-            out.bias.data.copy_(take(n.bias, 0, keep))
+            out.weight.data.copy_(kept(n.weight, 0, keep))
+            out.bias.data.copy_(kept(n.bias, 0, keep))
         if n.track_running_stats:
-            out.running_mean.copy_(take(n.running_mean, 0, keep))
-            out.running_var.copy_(take(n.running_var, 0, keep))
+            out.running_mean.copy_(kept(n.running_mean, 0, keep))
+            out.running_var.copy_(kept(n.running_var, 0, keep))
             out.num_batches_tracked.copy_(n.num_batches_tracked)
         out.train(n.training)
         return out
@@ -86,7 +86,7 @@ class LayerNorm(DynamicLayer):
         self.norm = norm
         self.in_layout = self.out_layout = as_layout(
             width, norm.normalized_shape[0], where=self.where, role="width")
-        self._register_widths(width=self.out_layout)
+        self.register_widths(width=self.out_layout)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         check_features(x, self.norm.normalized_shape[0], -1, where=self.where)
@@ -117,7 +117,7 @@ class LayerNorm(DynamicLayer):
                            bias=n.bias is not None,
                            device=None if ref is None else ref.device, dtype=None if ref is None else ref.dtype)
         if n.weight is not None:
-            out.weight.data.copy_(take(n.weight, 0, keep))
+            out.weight.data.copy_(kept(n.weight, 0, keep))
         if n.bias is not None:
-            out.bias.data.copy_(take(n.bias, 0, keep))
+            out.bias.data.copy_(kept(n.bias, 0, keep))
         return out

@@ -35,7 +35,7 @@ from torch.nn.utils.rnn import PackedSequence
 from ..errors import SoftWidthError
 from ..layout import WidthLike, check_features
 from ..width import Width
-from ._base import Cost, DynamicLayer, as_layout, take
+from ._base import Cost, DynamicLayer, as_layout, kept
 
 __all__ = ["GRU", "LSTM"]
 
@@ -67,7 +67,7 @@ class _Recurrent(DynamicLayer):
         self.in_layout = as_layout(in_width, rnn.input_size, where=self.where, role="in_width")
         self.hidden_layout = as_layout(hidden_width, rnn.hidden_size, where=self.where, role="hidden_width")
         self.out_layout = self.hidden_layout.repeat(self.directions)  # forward units, then backward units
-        self._register_widths(hidden_width=self.hidden_layout, in_width=self.in_layout)
+        self.register_widths(hidden_width=self.hidden_layout, in_width=self.in_layout)
 
     # -- forward -----------------------------------------------------------------------------------
     def forward(self, x: torch.Tensor, hx=None):
@@ -175,11 +175,11 @@ class _Recurrent(DynamicLayer):
                           batch_first=r.batch_first, dropout=r.dropout, bidirectional=r.bidirectional,
                           device=weight.device, dtype=weight.dtype)
         for name, p in r.named_parameters():
-            sliced = take(p, 0, rows)
+            sliced = kept(p, 0, rows)
             if name.startswith("weight_hh"):
-                sliced = take(sliced, 1, keep_h)
+                sliced = kept(sliced, 1, keep_h)
             elif name.startswith("weight_ih"):
-                sliced = take(sliced, 1, keep_in if name.startswith("weight_ih_l0") else keep_above)
+                sliced = kept(sliced, 1, keep_in if name.startswith("weight_ih_l0") else keep_above)
             getattr(out, name).data.copy_(sliced)
         return out
 
