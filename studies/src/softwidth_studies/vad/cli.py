@@ -196,3 +196,6 @@ def add_vad_parser(sub, positive_int) -> None:
     detect.add_argument("--min-speech", type=_seconds, default=0.1, help="shortest segment kept, s (default 0.1)")
     detect.add_argument("--min-pause", type=_seconds, default=0.2, help="shorter pauses are bridged, s (default 0.2)")
     detect.set_defaults(func=_detect)
+    from .sweep_cli import add_sweep_parser
+
+    add_sweep_parser(vsub, positive_int)

@@ -51,6 +51,8 @@ def breakdown(scores: np.ndarray, split: VadSplit, threshold: float) -> dict:
 
 
 def evaluate_scores(val_scores: np.ndarray, val: VadSplit, test_scores: np.ndarray, test: VadSplit) -> dict:
-    """Threshold from validation, then the test breakdown; adds ``"threshold"``."""
+    """Threshold from validation, then the test breakdown; adds ``"threshold"`` and ``"val"`` (the pooled
+    validation metrics, what a sweep or pilot chooses by)."""
     threshold = best_f1_threshold(val_scores.ravel(), val.labels.ravel())
-    return {"threshold": threshold, **breakdown(test_scores, test, threshold)}
+    return {"threshold": threshold, "val": frame_metrics(val_scores.ravel(), val.labels.ravel(), threshold),
+            **breakdown(test_scores, test, threshold)}
