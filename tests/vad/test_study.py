@@ -10,7 +10,10 @@ import pytest
 from softwidth.errors import SoftWidthError
 from softwidth_studies.vad.store import load_vad
 from softwidth_studies.experiments.runs import plan_phase2, run_key
-from softwidth_studies.vad.study import MEL_PRICE, TRAINING_FIELDS, VadStudyConfig, _key, config_from_results, model_cost, plan, run_study
+from softwidth_studies.vad.models import MODELS
+from softwidth_studies.vad.study import (MEL_PRICE, TP_IMPORTANCES, TRAINING_FIELDS, VadStudyConfig, _key, config_from_results,
+                                        model_cost, plan, plan_torch_pruning, run_study,
+                                        torch_pruning_available)
 
 SIZES = {"crnn": {"conv1": 8, "conv2": 8, "hidden": 8, "bands": 24},
          "transformer": {"bands": 16, "ff1": 16, "ff2": 16}}
@@ -28,7 +31,7 @@ def micro(corpus, **kwargs) -> VadStudyConfig:
 def test_plan_lists_baselines_dynamic_band_and_budget_runs():
     config = VadStudyConfig(corpus="x", seeds=(0, 1))
     tasks = plan(config)
-    kinds = [(t["model"], t["kind"]) for t in tasks]
+    kinds = [(t["model"], t["kind"]) for t in tasks if not t.get("steps_share") and t.get("of") != "uniform"]
     assert kinds.count(("crnn", "baseline")) == 2 and kinds.count(("crnn", "dynamic")) == 2 * 3 + 1
     assert kinds.count(("transformer", "dynamic")) == 2 * 3  # no absolute budget below its attention's cost
     assert kinds.count(("crnn", "bands")) == 2 * len(config.band_targets["crnn"])  # every seed
@@ -36,6 +39,37 @@ def test_plan_lists_baselines_dynamic_band_and_budget_runs():
     second = plan_phase2(bands)  # no baselines here: fixed-size runs only, marked with the run they come from
     assert [t["kind"] for t in second] == ["fixed"] * len(bands) and all(t["of"] == "bands" for t in second)
     assert all(t["sizes"]["bands"] == 40 for t in second)
+
+
+def test_plan_holds_the_uniform_shrink_of_every_budget_and_seed_on_the_budget():
+    config = VadStudyConfig(corpus="x", seeds=(0, 1))
+    uniform = [t for t in plan(config) if t.get("of") == "uniform"]
+    assert len(uniform) == len(config.models) * len(config.targets) * 2 and {t["kind"] for t in uniform} == {"fixed"}
+    for kind in config.models:
+        full = model_cost(kind, {**MODELS[kind].defaults, **config.sizes[kind]})["flops_per_s"]
+        for target in config.targets:
+            runs = [t for t in uniform if t["model"] == kind and t["target"] == target]
+            assert [t["seed"] for t in runs] == [0, 1] and runs[0]["sizes"] == runs[1]["sizes"]
+            sizes = runs[0]["sizes"]
+            cost = model_cost(kind, sizes)["flops_per_s"]
+            assert cost <= target * full
+            # the largest common shrink: one more step on every width is over the budget
+            step = {"bands": 4} if kind == "transformer" else {}
+            bigger = {n: min(v + step.get(n, 1), config.sizes[kind].get(n, MODELS[kind].defaults[n]))
+                      for n, v in sizes.items()}
+            assert model_cost(kind, bigger)["flops_per_s"] > target * full
+
+
+def test_torch_pruning_tasks_start_from_the_half_trained_baseline_of_their_seed():
+    records = [({"model": "crnn", "kind": "baseline", "seed": s, "steps_share": 0.5}, {"model": "crnn", "sizes": {"a": s}})
+               for s in (0, 1)]
+    records += [({"model": "crnn", "kind": "baseline", "seed": 0}, {"model": "crnn", "sizes": {}}),
+                ({"model": "crnn", "kind": "dynamic", "seed": 1, "target": 0.25}, {}),
+                ({"model": "crnn", "kind": "dynamic", "seed": 0, "target": 1e6, "absolute": True}, {})]
+    tasks = plan_torch_pruning(records)
+    assert [t["importance"] for t in tasks] == list(TP_IMPORTANCES)
+    assert all(t["seed"] == 1 and t["target"] == 0.25 and t["base_task"]["steps_share"] == 0.5
+               and t["base_record"]["sizes"] == {"a": 1} for t in tasks)
 
 
 def test_lr_decay_keys_runs_and_old_results_read_as_constant_rate():
@@ -94,9 +128,10 @@ def test_micro_study_writes_results_tables_plots_and_resumes(tmp_path, corpus):
     by_kind = {}
     for r in runs:
         by_kind.setdefault((r["model"], r["kind"] + (f" ({r['of']})" if "of" in r else "")), []).append(r)
+    tp = {("crnn", "torch_pruning")} if torch_pruning_available() else set()  # the CRNN only (TORCH_PRUNING_MODELS)
     assert {k for k in by_kind} == {(m, k) for m in ("crnn", "transformer") for k in ("baseline", "dynamic", "fixed",
-                                                                                      "prune")} | {
-        ("crnn", "bands"), ("crnn", "fixed (bands)"), ("crnn", "prune (bands)")}
+                                                                                      "prune", "fixed (uniform)")} | {
+        ("crnn", "bands"), ("crnn", "fixed (bands)"), ("crnn", "prune (bands)")} | tp
     (bands,) = by_kind[("crnn", "bands")]
     at_band_sizes = by_kind[("crnn", "fixed (bands)")] + by_kind[("crnn", "prune (bands)")]
     assert all(r["sizes"] == bands["sizes"] for r in at_band_sizes)
@@ -128,7 +163,14 @@ def test_micro_study_writes_results_tables_plots_and_resumes(tmp_path, corpus):
     assert set(summary["checks"]["crnn"]["vs_fixed"]) == {"dynamic 0.5", "bands 0.8"}
     assert "paired by seed" in (out / "summary.md").read_text()
     assert {row["variant"] for row in summary["models"]["crnn"]["rows"]} == {
-        "dynamic", "fixed", "prune", "bands", "fixed (bands)", "prune (bands)"}
+        "dynamic", "fixed", "prune", "fixed (uniform)", "bands", "fixed (bands)", "prune (bands)"} | (
+        {"torch_pruning (taylor)", "torch_pruning (group_norm)"} if tp else set())
+    (uniform,) = by_kind[("crnn", "fixed (uniform)")]  # the standing baseline, paired by seed with the dynamic run
+    vs = summary["checks"]["crnn"]
+    assert vs["vs_uniform"]["0.5"]["mean"] == pytest.approx(100 * (dynamic["crnn"]["metrics"]["pooled"]["eer"]
+                                                                   - uniform["metrics"]["pooled"]["eer"]))
+    assert vs["vs_uniform_pooled"]["mean"] == pytest.approx(vs["vs_uniform"]["0.5"]["mean"])
+    assert "vs_torch_pruning_pooled" in vs and "uniform shrink" in (out / "summary.md").read_text()
     assert results["rtf"]["ours"] and all(r["batch_rtf"] > 0 for r in results["rtf"]["ours"])
     # resuming reuses every stored run (same records, no retraining)
     stamps = {p: p.stat().st_mtime_ns for p in (out / "runs").iterdir()}

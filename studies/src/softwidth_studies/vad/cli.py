@@ -11,20 +11,11 @@ import numpy as np
 
 from softwidth.errors import SoftWidthError
 from ..experiments.cli import add_study_parser, read_results
+from .corpus_option import corpus_from_args as _corpus
 
 __all__ = ["add_vad_parser"]
 
 DEFAULT_OUT = {False: Path("results/vad"), True: Path("results/vad_quick")}
-
-
-def _corpus(args: argparse.Namespace) -> Path:
-    if args.corpus is not None:
-        return args.corpus
-    from ..data.cache import default_cache_dir
-    from ..data.vad_corpus import build_vad_corpus
-
-    size = "small" if args.quick else "full"
-    return build_vad_corpus(default_cache_dir() / "corpora" / f"vad-{size}", size=size)
 
 
 def _train(args: argparse.Namespace) -> None:

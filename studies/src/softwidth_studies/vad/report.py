@@ -24,9 +24,15 @@ __all__ = ["STFT_FLOPS_PER_S", "summarise", "write_report"]
 
 STFT_FLOPS_PER_S = 100 * (2.5 * N_FFT * math.log2(N_FFT) + N_FFT + 3 * N_FREQ)
 CLAIMS = {"crnn": (0.55, 0.3), "transformer": (0.30, 0.5)}  # (max FLOP/s ratio, max EER increase in points)
-VARIANTS = ("dynamic", "fixed", "prune", "bands", "fixed (bands)", "prune (bands)")
+VARIANTS = ("dynamic", "fixed", "prune", "fixed (uniform)", "torch_pruning (taylor)", "torch_pruning (group_norm)",
+            "bands", "fixed (bands)", "prune (bands)")
 """Row labels in table order: the dynamic runs (every width), the fixed-size and pruned models at their sizes, the
-band-only runs (the paper's setting) and the fixed-size and pruned models at theirs."""
+uniform shrink to the same budget, Torch-Pruning's pruning to it (per importance criterion), the band-only runs (the
+paper's setting) and the fixed-size and pruned models at theirs."""
+BASELINES = {"uniform": "fixed (uniform)", "torch_pruning": "torch_pruning"}
+"""The standing baselines every dynamic run is compared with, paired by seed: ``vs_<name>`` and ``vs_<name>_pooled``
+in the checks (learned minus baseline, EER points). For Torch-Pruning, the importance criterion of lower mean
+validation EER over its runs (chosen on validation; ``torch_pruning_importance``)."""
 LEARNED = {"dynamic": ("fixed", "prune"), "bands": ("fixed (bands)", "prune (bands)")}
 """The two kinds of width-learning run, each with the labels of its from-scratch and pruned comparisons."""
 
@@ -38,6 +44,8 @@ def _stats(values: list[float]) -> dict:
 
 def _variant(run: dict) -> str:
     """A run's row label: its kind, plus the kind of run whose sizes it took (``"of"``) if that is not ``dynamic``."""
+    if run["kind"] == "torch_pruning":
+        return f"torch_pruning ({run['importance']})"
     return f"{run['kind']} ({run['of']})" if run.get("of") else run["kind"]
 
 
@@ -52,7 +60,7 @@ def summarise(results: dict) -> dict:
     out: dict = {"models": {}, "peers": {}, "checks": {}}
     for kind in sorted({r["model"] for r in runs}):
         mine = [r for r in runs if r["model"] == kind]
-        base = [r for r in mine if r["kind"] == "baseline"]
+        base = [r for r in mine if r["kind"] == "baseline" and not r.get("steps_share")]
         base_eer = _stats([_eer(r) for r in base])
         base_flops = float(np.mean([r["flops_per_s"] for r in base]))
         groups: dict = defaultdict(list)
@@ -107,12 +115,37 @@ def summarise(results: dict) -> dict:
             "vs_fixed_pooled": {learned: pooled for learned in LEARNED
                                 if (pooled := pooled_difference(p for (v, _), p in paired.items() if v == learned))},
             "absolute_within_3pct": [abs(a["ratio_to_target"] - 1) <= 0.03 for a in out["models"][kind]["absolute"]],
+            **_versus_baselines(groups, per_seed),
         }
     peers = {k: v for k, v in results.get("peers", {}).items() if "skipped" not in v}
     out["peers"] = {k: {"eer": 100 * v["pooled"]["eer"], "auroc": v["pooled"]["auroc"], "f1": v["pooled"]["f1"],
                         "rtf": v.get("rtf"), "flops_per_s": v.get("flops_per_s")} for k, v in peers.items()}
     out["skipped_peers"] = {k: v["skipped"] for k, v in results.get("peers", {}).items() if "skipped" in v}
     out["checks"]["peers"] = _peer_checks(runs, out["peers"])
+    return out
+
+
+def _val_eer(run: dict) -> float:
+    return 100 * run["metrics"]["val"]["eer"]
+
+
+def _versus_baselines(groups: dict, per_seed: dict) -> dict:
+    """``vs_<baseline>`` per target and ``vs_<baseline>_pooled`` over the targets (:data:`BASELINES`): the dynamic
+    run minus the baseline, paired by seed, in EER points; plus ``torch_pruning_importance``."""
+    tp = {label: [r for (variant, _), rs in groups.items() if variant == label for r in rs]
+          for label in {v for v, _ in groups if v.startswith("torch_pruning")}}
+    with_val = {label: rs for label, rs in tp.items() if rs and all("val" in r["metrics"] for r in rs)}
+    chosen = min(with_val, key=lambda label: np.mean([_val_eer(r) for r in with_val[label]]), default=None)
+    out: dict = {"torch_pruning_importance": chosen[len("torch_pruning ("):-1] if chosen else None}
+    for name, label in BASELINES.items():
+        label = chosen if name == "torch_pruning" else label
+        pairs = {target: pair for (variant, target) in per_seed if variant == "dynamic"
+                 and label is not None and (variant_b := per_seed.get((label, target))) is not None
+                 and (pair := paired_difference(per_seed["dynamic", target], variant_b)) is not None}
+        out[f"vs_{name}"] = {f"{target:g}": pair for target, pair in pairs.items()}
+        pooled = pooled_difference(pairs.values())
+        out[f"vs_{name}_pooled"] = None if pooled is None else {
+            k: pooled[k] for k in ("mean", "low", "high", "n", "verdict")}
     return out
 
 
@@ -197,6 +230,22 @@ def _fmt(stats: dict | None, digits: int = 2) -> str:
     return f"{stats['mean']:.{digits}f} ± {stats['std']:.{digits}f}" if stats["n"] > 1 else f"{stats['mean']:.{digits}f}"
 
 
+def _versus_markdown(checks: dict) -> list[str]:
+    """The dynamic runs against the standing baselines (uniform shrink, Torch-Pruning), paired by seed."""
+    lines = [(f"Dynamic run minus the standing baselines at the same budget, paired by seed (EER points, mean "
+              f"[{LEVEL:.0%} t interval]; 'lower': the dynamic run better):"), ""]
+    for name, label in (("uniform", "uniform shrink"), ("torch_pruning", "Torch-Pruning")):
+        if not checks.get(f"vs_{name}"):
+            lines.append(f"- {label}: no runs" + (" (the `prune` extra is not installed)"
+                                                   if name == "torch_pruning" else ""))
+            continue
+        which = f", importance {checks['torch_pruning_importance']} (chosen on validation)" if name != "uniform" else ""
+        lines += [f"- {label} {target}{which}: {describe(pair)}" for target, pair in checks[f"vs_{name}"].items()]
+        pooled = checks[f"vs_{name}_pooled"]
+        lines.append(f"- {label}, every budget pooled: {describe({**pooled, 'differences': []})}")
+    return lines + [""]
+
+
 def markdown(summary: dict, results: dict) -> str:
     lines = ["# VAD case study", "",
              ("Generated by `softwidth vad train` from `results.json`; EER in percentage points (frame level, test "
@@ -230,6 +279,7 @@ def markdown(summary: dict, results: dict) -> str:
             lines += [f"- {learned}, every budget pooled: {describe(pair)}"
                       for learned, pair in c["vs_fixed_pooled"].items()]
             lines.append("")
+        lines += _versus_markdown(c)
         lines += ["EER by SNR range (points):", "", "| variant | target | " + " | ".join(SNR_BINS) + " |",
                   "|---|---|" + "---|" * len(SNR_BINS),
                   "| baseline | - | " + " | ".join(_fmt(b["snr"][s]) for s in SNR_BINS) + " |"]
@@ -271,8 +321,9 @@ def plot(summary: dict, results: dict, out: Path) -> None:
         m = summary["models"][kind]
         b = m["baseline"]
         ax.errorbar([b["flops_per_s"] / 1e6], [b["eer"]["mean"]], yerr=[b["eer"]["std"]], fmt="ks", label="baseline")
-        for variant, style in (("dynamic", "o-"), ("fixed", "^--"), ("prune", "v:"), ("bands", "d-."),
-                               ("fixed (bands)", "<--"), ("prune (bands)", ">:")):
+        for variant, style in (("dynamic", "o-"), ("fixed", "^--"), ("prune", "v:"), ("fixed (uniform)", "s--"),
+                               ("torch_pruning (taylor)", "x:"), ("torch_pruning (group_norm)", "+:"),
+                               ("bands", "d-."), ("fixed (bands)", "<--"), ("prune (bands)", ">:")):
             rows = sorted((r for r in m["rows"] if r["variant"] == variant), key=lambda r: r["flops_per_s"])
             if not rows:
                 continue

@@ -13,6 +13,12 @@ Run kinds (``task["kind"]``):
 - ``fixed``: the fixed-size model at a dynamic (or, with ``"of": "bands"``, a band-only) run's chosen sizes, trained
   from scratch for as many steps.
 - ``prune``: the baseline of the same seed, L1-pruned to those sizes, fine-tuned ``finetune_steps``.
+- ``fixed`` with ``"of": "uniform"``: the uniform shrink (every width of the full model times one factor, the
+  largest within ``target``; :func:`uniform_sizes`), trained from scratch like the fixed-size models (phase 1).
+- ``baseline`` with ``"steps_share": 0.5``: the full model trained for half the steps, from which
+- ``torch_pruning``: Torch-Pruning's global structured pruning (importance ``task["importance"]``) prunes to
+  ``target`` and fine-tunes the other half of the steps, so its training steps equal a dynamic run's (phase 2; only
+  when the ``prune`` extra is installed, :mod:`softwidth_studies.vad.torch_pruning_peer`).
 
 Each finished run is stored as ``out/runs/<key>.json`` (record) and ``out/runs/<key>.pt`` (the consolidated
 model's ``state_dict``, loaded with ``weights_only=True``), so an interrupted study resumes where it stopped.
@@ -20,8 +26,10 @@ model's ``state_dict``, loaded with ``weights_only=True``), so an interrupted st
 
 from __future__ import annotations
 
+import math
 import os
 import time
+from functools import lru_cache
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
@@ -40,10 +48,17 @@ from softwidth.train import FitConfig, fit
 from .data import CropBatches, load_split
 from .evaluate import evaluate_scores, model_scores
 from .metrics import eer
-from .models import MODELS, build_model
+from ..experiments.budget_sizes import uniform_sizes as _shrink
+from .models import HEADS, MODELS, build_model
 
-__all__ = ["FRAMES_PER_SECOND", "VadStudyConfig", "load_run_model", "model_cost", "plan", "run_one", "run_study",
+__all__ = ["FRAMES_PER_SECOND", "TP_IMPORTANCES", "VadStudyConfig", "allocation_space", "load_run_model", "model_cost",
+           "plan", "plan_torch_pruning", "run_one", "run_study", "torch_pruning_available", "uniform_sizes",
            "validation_eer"]
+
+TP_IMPORTANCES = ("taylor", "group_norm")
+"""Torch-Pruning's importance criteria the study runs; each model's report uses the one of lower validation EER."""
+TORCH_PRUNING_MODELS = ("crnn",)
+"""The models :mod:`softwidth_studies.vad.torch_pruning_peer` prunes (the Transformer is not wired to it)."""
 
 FRAMES_PER_SECOND = 100
 VAD_SCHEDULE = Schedule(warmup=0.0, anneal_start=0.015, freeze=0.05, ordering=0.0)
@@ -71,7 +86,7 @@ class VadStudyConfig:
     models: tuple[str, ...] = ("crnn", "transformer")
     sizes: dict = field(default_factory=lambda: {"crnn": {"conv1": 48, "conv2": 48, "hidden": 48},
                                                  "transformer": {"ff1": 128, "ff2": 128}})
-    seeds: tuple[int, ...] = (0, 1, 2)
+    seeds: tuple[int, ...] = (0, 1, 2, 3, 4)
     targets: tuple[float, ...] = (0.5, 0.25, 0.125)
     band_targets: dict = field(default_factory=lambda: {"crnn": (0.75, 0.55), "transformer": (0.25,)})
     absolute_targets: dict = field(default_factory=lambda: {"crnn": 1e6})
@@ -98,9 +113,35 @@ class VadStudyConfig:
 
 def model_cost(kind: str, sizes: dict) -> dict:
     """Exact cost of the consolidated model of ``kind`` at ``sizes``: ``{"flops_per_s", "params"}``."""
-    model = build_model(kind, sizes).eval()
+    return dict(_cost(kind, tuple(sorted(sizes.items()))))
+
+
+@lru_cache(maxsize=4096)
+def _cost(kind: str, sizes: tuple) -> tuple:
+    model = build_model(kind, dict(sizes)).eval()
     profile(model, torch.zeros(1, FRAMES_PER_SECOND, 201), seconds=1.0)
-    return {"flops_per_s": float(flops_per_second(model).detach()), "params": int(params(model))}
+    return ("flops_per_s", float(flops_per_second(model).detach())), ("params", int(params(model)))
+
+
+def allocation_space(kind: str, config: VadStudyConfig) -> tuple[dict, dict, dict]:
+    """``(full sizes, floors, steps)`` of model ``kind``: the sizes its dynamic runs can reach (each width at least
+    ``kappa_min`` of its full size, the Transformer's bands in multiples of its heads)."""
+    full = {**MODELS[kind].defaults, **config.sizes[kind]}
+    steps = {"bands": HEADS} if kind == "transformer" else {}
+    floors = {n: max(steps.get(n, 1), math.ceil(config.kappa_min * s / steps.get(n, 1)) * steps.get(n, 1))
+              for n, s in full.items()}
+    return full, floors, steps
+
+
+def uniform_sizes(kind: str, target: float, config: VadStudyConfig) -> dict:
+    """The uniform shrink of model ``kind`` to ``target`` (a share of its full model's FLOP/s): every width times
+    the largest common factor that fits (:func:`~softwidth_studies.experiments.budget_sizes.uniform_sizes`)."""
+    full, floors, steps = allocation_space(kind, config)
+
+    def cost(sizes: dict) -> float:
+        return model_cost(kind, sizes)["flops_per_s"]
+
+    return _shrink(full, cost, target * cost(full), floors=floors, steps=steps)
 
 
 def _loss(model: nn.Module, batch) -> torch.Tensor:
@@ -153,7 +194,7 @@ def _train(task: dict, config: VadStudyConfig, splits, out_dir: Path | None = No
     if task["kind"] in ("dynamic", "bands"):
         absolute = task.get("absolute", False)
         term = BudgetController(model, target=task["target"], relative=not absolute)
-    steps = config.steps[kind]
+    steps = max(1, int(config.steps[kind] * task.get("steps_share", 1.0)))
     batches = CropBatches(splits["train"], batch_size=config.batch_size, frames=config.crop_frames, seed=seed,
                           limit=max(1, steps // config.epochs))
     result = fit(model, batches, loss_fn=_loss, cost_term=term,
@@ -166,12 +207,12 @@ def _train(task: dict, config: VadStudyConfig, splits, out_dir: Path | None = No
     return result.consolidated, {**sizes, **chosen}
 
 
-def _finetune(model: nn.Module, config: VadStudyConfig, splits, seed: int) -> None:
+def _finetune(model: nn.Module, config: VadStudyConfig, splits, seed: int, steps: int | None = None) -> None:
     torch.manual_seed(seed)
     optimizer = torch.optim.Adam(model.parameters(), lr=config.lr / 3)
     model.train()
     for power, labels in CropBatches(splits["train"], batch_size=config.batch_size, frames=config.crop_frames,
-                                     seed=seed + 1000, limit=config.finetune_steps):
+                                     seed=seed + 1000, limit=config.finetune_steps if steps is None else steps):
         optimizer.zero_grad(set_to_none=True)
         _loss(model, (power, labels)).backward()
         optimizer.step()
@@ -183,6 +224,7 @@ def run_one(task: dict, config: VadStudyConfig, out: Path) -> dict:
     torch.set_num_threads(1)
     splits = {s: load_split(config.corpus, s) for s in ("train", "val", "test")}
     start = time.perf_counter()
+    extra: dict = {}
     if task["kind"] == "prune":
         from .pruning import prune
 
@@ -190,15 +232,33 @@ def run_one(task: dict, config: VadStudyConfig, out: Path) -> dict:
         full = load_run_model(out, base_task, base_record, config)
         plain, sizes = prune(full, task["sizes"]), dict(task["sizes"])
         _finetune(plain, config, splits, task["seed"])
+    elif task["kind"] == "torch_pruning":
+        plain, sizes, extra = _torch_prune(task, config, splits, out)
     else:
         plain, sizes = _train(task, config, splits)
     seconds = time.perf_counter() - start
     scores = {s: model_scores(plain, splits[s]) for s in ("val", "test")}
     record = {k: v for k, v in task.items() if k not in ("base_task", "base_record")}
     record.update({"sizes": sizes, **model_cost(task["model"], sizes), "train_seconds": seconds,
-                   "metrics": evaluate_scores(scores["val"], splits["val"], scores["test"], splits["test"])})
+                   "metrics": evaluate_scores(scores["val"], splits["val"], scores["test"], splits["test"]), **extra})
     torch.save(plain.state_dict(), out / "runs" / f"{_key(task, config)}.pt")
     return record
+
+
+def _torch_prune(task: dict, config: VadStudyConfig, splits, out: Path) -> tuple[nn.Module, dict, dict]:
+    """Torch-Pruning's pruning of the half-trained baseline to ``task["target"]``, fine-tuned the other half."""
+    from .torch_pruning_peer import tp_prune
+
+    kind = task["model"]
+    full = load_run_model(out, task["base_task"], task["base_record"], config)
+    budget = task["target"] * model_cost(kind, task["base_record"]["sizes"])["flops_per_s"]
+    batches = CropBatches(splits["train"], batch_size=config.batch_size, frames=config.crop_frames,
+                          seed=task["seed"] + 2000, limit=8)
+    plain, info = tp_prune(full, budget, batches, task["importance"],
+                           lambda sizes: model_cost(kind, sizes)["flops_per_s"])
+    steps = config.steps[kind] - int(config.steps[kind] * task["base_task"]["steps_share"])
+    _finetune(plain, config, splits, task["seed"], steps)
+    return plain, dict(info["sizes"]), {"torch_pruning": {k: v for k, v in info.items() if k != "sizes"}}
 
 
 def validation_eer(task: dict, config: VadStudyConfig, out_dir: str | os.PathLike | None = None
@@ -215,19 +275,49 @@ def validation_eer(task: dict, config: VadStudyConfig, out_dir: str | os.PathLik
 
 
 def plan(config: VadStudyConfig) -> list[dict]:
-    """Phase-1 tasks: baselines, dynamic budget runs (every seed), band-only runs, the absolute-budget run."""
+    """Phase-1 tasks: baselines, dynamic budget runs and the uniform shrinks to the same budgets (every seed), band-only
+    runs, the absolute-budget run; with the ``prune`` extra, the half-trained baselines Torch-Pruning starts from."""
     tasks = []
     for kind in config.models:
         for seed in config.seeds:
             tasks.append({"model": kind, "kind": "baseline", "seed": seed})
             for target in config.targets:
                 tasks.append({"model": kind, "kind": "dynamic", "seed": seed, "target": target})
+                tasks.append({"model": kind, "kind": "fixed", "seed": seed, "target": target,
+                              "sizes": uniform_sizes(kind, target, config), "of": "uniform"})
+            if kind in TORCH_PRUNING_MODELS and torch_pruning_available():
+                tasks.append({"model": kind, "kind": "baseline", "seed": seed, "steps_share": 0.5})
         for target in config.band_targets.get(kind, ()):
             for seed in config.seeds:
                 tasks.append({"model": kind, "kind": "bands", "seed": seed, "target": target})
         if kind in config.absolute_targets:
             tasks.append({"model": kind, "kind": "dynamic", "seed": config.seeds[0],
                           "target": config.absolute_targets[kind], "absolute": True})
+    return tasks
+
+
+def torch_pruning_available() -> bool:
+    """Whether the Torch-Pruning peer can run (the ``prune`` extra: ``pip install "softwidth-studies[prune]"``)."""
+    import importlib.util
+
+    return (importlib.util.find_spec("torch_pruning") is not None
+            and importlib.util.find_spec(f"{__package__}.torch_pruning_peer") is not None)
+
+
+def plan_torch_pruning(records: list[tuple[dict, dict]]) -> list[dict]:
+    """Phase-2 Torch-Pruning tasks: per model, seed, relative target and importance, the half-trained baseline
+    (``"steps_share": 0.5``) of that seed pruned to the target."""
+    halves = {(t["model"], t["seed"]): (t, r) for t, r in records
+              if t["kind"] == "baseline" and t.get("steps_share") == 0.5}
+    tasks = []
+    for t, _ in records:
+        if t["kind"] != "dynamic" or t.get("absolute") or (t["model"], t["seed"]) not in halves:
+            continue
+        base_task, base_record = halves[(t["model"], t["seed"])]
+        for importance in TP_IMPORTANCES:
+            tasks.append({"model": t["model"], "kind": "torch_pruning", "seed": t["seed"], "target": t["target"],
+                          "importance": importance, "base_task": base_task,
+                          "base_record": {"model": base_record["model"], "sizes": base_record["sizes"]}})
     return tasks
 
 
@@ -246,7 +336,8 @@ def run_study(config: VadStudyConfig, out_dir: str | os.PathLike = "results/vad"
         load_split(config.corpus, split, progress=progress)
     common = {"key": _key, "workers": config.workers, "resume": resume, "progress": progress}
     first = run_all(plan(config), run_one, config, out, desc="vad runs", **common)
-    second = run_all(plan_phase2(first), run_one, config, out, desc="vad fixed+pruned", **common)
+    second = run_all(plan_phase2([(t, r) for t, r in first if not t.get("steps_share")]) + plan_torch_pruning(first),
+                     run_one, config, out, desc="vad fixed+pruned", **common)
     runs = [r for _, r in first + second]
     peer_results = {}
     if peers:

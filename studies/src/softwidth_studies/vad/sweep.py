@@ -16,7 +16,6 @@ an interrupted sweep resumes.
 from __future__ import annotations
 
 import json
-import math
 import os
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
@@ -25,8 +24,7 @@ from softwidth.errors import SoftWidthError
 from ..experiments.allocation_sweep import plot_sweep, stage_two, summarize, summary_markdown
 from ..experiments.budget_sizes import allocation_design, sizes_on_budget
 from ..experiments.runs import run_all
-from .models import HEADS, MODELS
-from .study import VadStudyConfig, _key, load_run_model, model_cost, run_one
+from .study import VadStudyConfig, _key, allocation_space, load_run_model, model_cost, run_one
 
 __all__ = ["SweepConfig", "run_sweep", "sweep_allocations"]
 
@@ -56,17 +54,10 @@ def sweep_allocations(study: VadStudyConfig, sweep: SweepConfig) -> tuple[list[d
     ``"uniform"``) and the full model's sizes. Every allocation's widths lie in the dynamic runs' range: at least
     ``kappa_min`` of the full size (the Transformer's bands a multiple of its heads)."""
     kind = sweep.model
-    full = {**MODELS[kind].defaults, **study.sizes[kind]}
-    steps = {"bands": HEADS} if kind == "transformer" else {}
-    floors = {n: max(steps.get(n, 1), math.ceil(study.kappa_min * s / steps.get(n, 1)) * steps.get(n, 1))
-              for n, s in full.items()}
-    memo: dict = {}
+    full, floors, steps = allocation_space(kind, study)
 
     def cost(sizes: dict) -> float:
-        key = tuple(sorted(sizes.items()))
-        if key not in memo:
-            memo[key] = model_cost(kind, sizes)["flops_per_s"]
-        return memo[key]
+        return model_cost(kind, sizes)["flops_per_s"]
 
     budget = sweep.target * cost(full)
     out, seen = [], set()

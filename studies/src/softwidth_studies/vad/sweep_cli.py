@@ -27,7 +27,7 @@ def _fraction(text: str) -> float:
 
 
 def _sweep(args: argparse.Namespace) -> None:
-    from .cli import _corpus
+    from .corpus_option import corpus_from_args as _corpus
     from .study import VadStudyConfig
     from .sweep import SweepConfig, run_sweep
 
