@@ -23,6 +23,7 @@ BLOCKS = {  # block name -> results file copied verbatim (headings demoted by on
     "vad-shape-grad": "results/vad_pilots/study_shape_grad/headline.md",
     "vad-uniform": "results/vad_pilots/uniform.md",
     "vad-width-method": "results/vad_pilots/width_method.md",
+    "vad-sweep": "results/vad_sweep/summary.md",
     "allocation": "results/allocation/summary.md",
     "antispoof": "results/antispoof/summary.md",
     "antispoof-headline": "results/antispoof/headline.md",

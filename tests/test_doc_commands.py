@@ -508,7 +508,7 @@ def _vad_detect(ws: Workspace, argv: list[str]) -> None:
 
 
 def _antispoof_train(ws: Workspace, argv: list[str]) -> None:
-    from softwidth_studies.antispoof import study
+    from softwidth_studies.antispoof import cli, study
     from softwidth_studies.data import antispoof_corpus
 
     args = _args(argv)
@@ -521,6 +521,7 @@ def _antispoof_train(ws: Workspace, argv: list[str]) -> None:
         args.corpus.parent.mkdir(parents=True, exist_ok=True)
         args.corpus.symlink_to(corpus)
     _scaled(ws.patch, study, "run_study", AS_STUDY)
+    ws.patch.setattr(cli, "DEFAULT_MODEL", ws.path / "installed")
     out, _ = ws.softwidth(argv[1:])
     folder = _written(out)
     assert folder == (args.out or Path("results/antispoof_quick" if args.quick else "results/antispoof"))
@@ -528,12 +529,16 @@ def _antispoof_train(ws: Workspace, argv: list[str]) -> None:
     assert config["workers"] == args.workers and config["corpus"] == str(args.corpus or corpus)
     assert asked == ([] if args.corpus else ["small" if args.quick else "full"])
     assert (folder / "model" / "model.safetensors").stat().st_size > 0
+    installed = ws.path / "installed" / "model.json"
+    assert installed.exists() != args.quick  # only the full study replaces the shipped model
+    if installed.exists():
+        assert installed.read_text() == (folder / "model" / "model.json").read_text()
 
 
 def _antispoof_score(ws: Workspace, argv: list[str]) -> None:
     args = _args(argv)
-    model = args.model or Path("results/antispoof/model")
-    _copy(ROOT / model, model)  # the committed countermeasure
+    if args.model:  # a committed countermeasure; without --model, the shipped one
+        _copy(ROOT / args.model, args.model)
     for i, path in enumerate(args.files):
         _speech_file(path, seed=i)
     out, _ = ws.softwidth(argv[1:])
@@ -606,8 +611,10 @@ RUNS = (  # pattern of the whole command -> how it runs here (the scale-down and
     Row(r"softwidth vad evaluate( .*)?", "as written, on the committed results.json", _vad_evaluate),
     Row(r"softwidth vad detect .*", "as written (shipped model), on speech-like audio made here", _vad_detect),
     Row(r"softwidth antispoof train( .*)?", "corpus: the documented antispoof build's (the builder would fetch "
-        "Debian packages; --corpus links to it); config scaled to AS_STUDY", _antispoof_train),
-    Row(r"softwidth antispoof score .*", "as written (committed results/antispoof/model), on audio made here",
+        "Debian packages; --corpus links to it); config scaled to AS_STUDY; DEFAULT_MODEL in the temporary folder",
+        _antispoof_train),
+    Row(r"softwidth antispoof score .*", "as written (shipped model, or the committed one --model names), on audio "
+        "made here",
         _antispoof_score),
     Row(r"(python|torchrun --nproc_per_node=2) train\.py", "as written, train.py the DDP block of "
         "docs/integrations.md; python in this process (runpy); torchrun with PET_STANDALONE=1 (a free port, not "

@@ -31,7 +31,9 @@ COVERED = {
     "softwidth.export": (), "softwidth_studies.sweep": (), "softwidth.integrations.lightning": (),
     "softwidth_studies.experiments.paired": (), "softwidth.width_optim": (), "softwidth.trace": (),
     **{f"softwidth_studies.vad.{m}": () for m in ("models", "data", "metrics", "evaluate", "stream", "store", "study",
-                                          "peers", "pruning", "report", "timing")},
+                                          "peers", "pruning", "report", "timing", "ranked", "timestamps",
+                                          "onnx_stream", "onnx_runner")},
+    "softwidth_studies.vad": (),
     **{f"softwidth_studies.antispoof.{m}": () for m in ("models", "data", "evaluate", "study", "pruning", "report", "cli")},
 }
 ENTRY = re.compile(r"^- `(\w+)\((.*?)\)`", flags=re.M)  # "- `name(params)` text" at the start of a bullet

@@ -450,9 +450,9 @@ def test_restart_reinitialises_the_shrunk_model_once_at_the_freeze(monkeypatch):
     calls = []
     original = train._restart
 
-    def spy(net, optimizer):
+    def spy(net, optimizer, how):
         calls.append((sum(p.numel() for p in net.parameters()), len(optimizer.state)))
-        original(net, optimizer)
+        original(net, optimizer, how)
         assert not optimizer.state
 
     monkeypatch.setattr(train, "_restart", spy)
@@ -464,5 +464,28 @@ def test_restart_reinitialises_the_shrunk_model_once_at_the_freeze(monkeypatch):
     x = torch.randn(5, 8)
     model.eval()
     assert torch.allclose(result.consolidated(x), model(x), atol=1e-6)
-    with pytest.raises(SoftWidthError, match="restart must be True or False"):
+    with pytest.raises(SoftWidthError, match="restart must be True, False or a callable"):
         FitConfig(restart=1)
+
+
+def test_a_restart_callable_sets_the_weights_the_chosen_sizes_train_from():
+    """FitConfig(restart=f): f re-initialises the consolidated model once, at the freeze; the run then differs from
+    restart=True only by those starting weights (same widths: everything before the freeze is the same)."""
+    seen = []
+
+    def constant(net):
+        seen.append(sum(p.numel() for p in net.parameters()))
+        for i, p in enumerate(net.parameters()):
+            p.copy_(torch.full_like(p, 0.01 * (i + 1)))
+
+    schedule = Schedule(warmup=0.0, anneal_start=0.2, freeze=0.4)
+    results = []
+    for how in (constant, True):
+        model, _ = _model()
+        results.append(sw.fit(model, _data(), loss_fn=_mse, cost_term=BudgetController(model, target=0.3),
+                              config=_config(restart=how, schedule=schedule)))
+    full = sum(p.numel() for p in _model()[0].parameters()) - 2
+    assert len(seen) == 1 and seen[0] < full  # once, on the shrunk model
+    assert results[0].widths == results[1].widths
+    x = torch.randn(5, 8)
+    assert not torch.allclose(results[0].consolidated(x), results[1].consolidated(x), atol=1e-3)

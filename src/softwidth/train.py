@@ -65,6 +65,10 @@ class FitConfig:
     (:class:`~softwidth.trace.WidthTrace`) in :attr:`FitResult.trace` and ``out_dir/trace.csv``. ``restart``: at
     the freeze, re-initialise the (shrunk) model's weights and the optimizer's moments, so the chosen sizes train
     from their own initialisation for the rest of the run (the width-learning phase only chooses the sizes).
+    ``True`` calls every module's ``reset_parameters`` (PyTorch's default initialisation, a fixed draw per run);
+    a callable ``restart(net)`` re-initialises ``net`` (the model trained from the freeze on: the consolidated
+    model when shrinking, else the masked dynamic one) in place, e.g. with the model's own initialisation scheme
+    or the weights a from-scratch model of the chosen sizes would start from; the moments are cleared either way.
     """
 
     epochs: int = 20
@@ -80,7 +84,7 @@ class FitConfig:
     progress: bool = True
     width_optimizer: str = "shared"
     trace: bool = False
-    restart: bool = False
+    restart: bool | Callable[[nn.Module], None] = False
 
     def __post_init__(self) -> None:
         if isinstance(self.epochs, bool) or not isinstance(self.epochs, int) or self.epochs < 1:
@@ -96,9 +100,11 @@ class FitConfig:
                 raise SoftWidthError(f"FitConfig: {name} must be a finite number > 0, got {value!r}")
         if self.lr_decay not in LR_DECAYS:
             raise SoftWidthError(f"FitConfig: lr_decay must be one of {', '.join(LR_DECAYS)}, got {self.lr_decay!r}")
-        for name in ("shrink", "restart"):
-            if not isinstance(getattr(self, name), bool):
-                raise SoftWidthError(f"FitConfig: {name} must be True or False, got {getattr(self, name)!r}")
+        if not isinstance(self.shrink, bool):
+            raise SoftWidthError(f"FitConfig: shrink must be True or False, got {self.shrink!r}")
+        if not isinstance(self.restart, bool) and not callable(self.restart):
+            raise SoftWidthError(f"FitConfig: restart must be True, False or a callable restart(net), got "
+                                 f"{self.restart!r}")
         _check_options("FitConfig", schedule=self.schedule, width_optimizer=self.width_optimizer,
                        width_lr=self.width_lr, width_travel=self.width_travel, trace=self.trace)
 
@@ -224,7 +230,7 @@ class _Loop:
     def __init__(self, model: nn.Module, optimizer, session: WidthSession, loss_fn: LossFn, config: FitConfig):
         self.model, self.optimizer, self.session, self.loss_fn, self.config = model, optimizer, session, loss_fn, config
         self.shrinking = config.shrink and bool(width_modules(model))  # a model without widths has nothing to shrink
-        self.restart_pending = config.restart and not session.scheduler.frozen  # a resumed run past it restarted
+        self.restart_pending = config.restart is not False and not session.scheduler.frozen  # resumed past it: done
 
     def epoch(self, data: Iterable, epoch: int) -> float:
         """Train one epoch (``epoch`` counted from 0); returns the sum of its task losses."""
@@ -235,7 +241,7 @@ class _Loop:
                 shrunk, self.shrinking = _shrink(self.model, self.optimizer)
             net, opt = (shrunk.model, shrunk.optimizer) if shrunk is not None else (self.model, self.optimizer)
             if self.restart_pending and scheduler.frozen:
-                _restart(net, opt)
+                _restart(net, opt, self.config.restart)
                 self.restart_pending = False
             total += self._step(net, opt, batch, f"epoch {epoch + 1}, step {scheduler.steps}")
         if shrunk is not None:  # logs, checkpoints and the next epoch see the dynamic model
@@ -308,17 +314,23 @@ def _shrink(model: nn.Module, optimizer: torch.optim.Optimizer) -> tuple[Shrunk 
         return None, False
 
 
-def _restart(net: nn.Module, optimizer: torch.optim.Optimizer) -> None:
-    """Re-initialise every weight of ``net`` as its module's ``reset_parameters`` does and forget the optimizer's
-    moments: the chosen sizes then train as if from scratch (at their own fan-in, when ``net`` is the shrunk
-    model; a masked full-size model keeps its full-size initial scale)."""
+def _restart(net: nn.Module, optimizer: torch.optim.Optimizer, how: bool | Callable[[nn.Module], None]) -> None:
+    """Re-initialise every weight of ``net`` (``how(net)`` if ``how`` is callable, else as each module's
+    ``reset_parameters`` does) and forget the optimizer's moments: the chosen sizes then train as if from scratch
+    (at their own fan-in, when ``net`` is the shrunk model; a masked full-size model keeps its full-size initial
+    scale)."""
+    optimizer.state.clear()
+    if callable(how):
+        with torch.no_grad():
+            how(net)
+        check_finite(net, where="fit: after the restart callable")
+        return
     with torch.random.fork_rng(devices=[]):  # a fixed draw per run; the run's own random stream is untouched
         torch.manual_seed(int(torch.initial_seed()) % 2**31 + 1)
         for module in net.modules():
             reset = getattr(module, "reset_parameters", None)
             if callable(reset) and not isinstance(module, Width):
                 reset()
-    optimizer.state.clear()
 
 
 def _check_arguments(model, loss_fn, config, cost_term, out_dir) -> None:

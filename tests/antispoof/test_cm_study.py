@@ -172,7 +172,7 @@ def test_study_runs_reports_resumes_and_scores(corpus, tmp_path, capsys):
 
     from softwidth_studies.antispoof.cli import _store_model
 
-    _store_model(results, out)
+    _store_model(results, out, install=False)
     model, features, meta = load_countermeasure(out / "model")
     assert meta["model"] == "resnet" and features.dim == 60
     capsys.readouterr()

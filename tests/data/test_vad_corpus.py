@@ -16,7 +16,8 @@ import pytest
 import soundfile as sf
 
 from softwidth_studies.data import vad_corpus
-from softwidth_studies.data.vad_corpus import VadCorpusSize, build_vad_corpus, label_agreement_with_silero
+from softwidth_studies.data.vad_corpus import (VadCorpusSize, build_vad_corpus, describe_vad_corpus,
+                                              label_agreement_with_silero)
 from softwidth_studies.data.vad_report import segments_to_frames
 from softwidth_studies.data.vad_signal import (FRAME, LABEL_RULE, SAMPLE_RATE, active_power, frame_labels, mix_at_snr,
                                        procedural_noise)
@@ -342,6 +343,17 @@ def test_vctk_and_esc50_hooks(tmp_path):
     assert all(v.startswith("vctk:p22") for vs in summary["voices"].values() for v in vs)
     assert len(summary["held_out_noise_types"]) >= 2  # one ESC-50 class (a tenth of 4, at least 1) + clicks
     assert summary["checks"]["voices_disjoint"] and summary["checks"]["noise_files_disjoint"]
+    described = describe_vad_corpus(out)  # what a shipped model records: the build, not this machine's paths
+    assert described == {"corpus": "vad", "size": {"name": "unit", "train": 6, "val": 2, "test": 6, "sources": "tiny",
+                                                   "clips_per_speaker": None},
+                         "seed": 0, "speech": "vctk", "noise": "esc50", "packages": {},
+                         "canvases": {"train": 6, "val": 2, "test": 6}, "hours": round(14 * 8 / 3600, 4)}
+    assert str(tmp_path) not in json.dumps(described) and "/" not in json.dumps(described)
+
+
+def test_describing_a_folder_without_a_finished_build_names_the_fix(tmp_path):
+    with pytest.raises(SoftWidthError, match="no finished VAD corpus.*softwidth data build vad"):
+        describe_vad_corpus(tmp_path)
 
 
 def test_debian_catalogue_parses_package_layouts(tmp_path):

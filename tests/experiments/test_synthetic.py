@@ -79,3 +79,30 @@ def test_hypervolume_and_envelope():
     assert lower_envelope(pts) == [(0.25, 0.75), (0.5, 0.5)]
     assert hypervolume(pts) == pytest.approx(0.75 * 0.25 + 0.5 * 0.25)
     assert hypervolume([(1.5, 0.1)]) == 0.0
+
+
+def _stored_study(folder: str):
+    """The committed study's metrics and configuration (results/<folder>/)."""
+    from pathlib import Path
+
+    out = Path(__file__).resolve().parents[2] / "results" / folder
+    raw = json.loads((out / "config.json").read_text())["config"]
+    config = SyntheticConfig(**{k: tuple(v) if isinstance(v, list) else v for k, v in raw.items()})
+    return json.loads((out / "metrics.json").read_text()), config, out
+
+
+def test_every_table_row_with_a_target_says_pass_or_fail():
+    import re
+
+    from softwidth_studies.experiments.synthetic_report import summary_table
+
+    metrics, config, out = _stored_study("synthetic")
+    table = summary_table(metrics, config)
+    rows = [line.strip("|").split(" | ") for line in table.splitlines() if line.startswith("| ") and "---" not in line]
+    targeted = [r for r in rows[1:] if re.search(r"(>=|<=|\bin \[|within)", r[0])]
+    # invariance per weight, recovery, both gaps, the budget targets, hypervolume, compute
+    assert len(targeted) == len(config.weights) + 3 + len(config.targets) + 2
+    for name, *cells in targeted:
+        for cell in cells:
+            assert re.search(r"\b(pass|fail)\b", cell), f"row {name!r}: {cell!r} has a target but no verdict"
+    assert table == (out / "summary.md").read_text()  # the committed summary is this table of the committed metrics

@@ -128,7 +128,7 @@ def test_micro_study_writes_results_tables_plots_and_resumes(tmp_path, corpus):
     by_kind = {}
     for r in runs:
         by_kind.setdefault((r["model"], r["kind"] + (f" ({r['of']})" if "of" in r else "")), []).append(r)
-    tp = {("crnn", "torch_pruning")} if torch_pruning_available() else set()  # the CRNN only (TORCH_PRUNING_MODELS)
+    tp = {("crnn", "torch_pruning"), ("transformer", "torch_pruning")} if torch_pruning_available() else set()
     assert {k for k in by_kind} == {(m, k) for m in ("crnn", "transformer") for k in ("baseline", "dynamic", "fixed",
                                                                                       "prune", "fixed (uniform)")} | {
         ("crnn", "bands"), ("crnn", "fixed (bands)"), ("crnn", "prune (bands)")} | tp
@@ -171,12 +171,28 @@ def test_micro_study_writes_results_tables_plots_and_resumes(tmp_path, corpus):
                                                                    - uniform["metrics"]["pooled"]["eer"]))
     assert vs["vs_uniform_pooled"]["mean"] == pytest.approx(vs["vs_uniform"]["0.5"]["mean"])
     assert "vs_torch_pruning_pooled" in vs and "uniform shrink" in (out / "summary.md").read_text()
+    assert vs["vs_uniform_val"]["0.5"]["mean"] == pytest.approx(100 * (dynamic["crnn"]["metrics"]["val"]["eer"]
+                                                                       - uniform["metrics"]["val"]["eer"]))
+    # every ranked run is kept as safetensors + JSON beside the report, and loads back as it scored
+    saved = sorted((out / "models").iterdir())
+    assert len(saved) == len(runs) and all((d / "model.safetensors").exists() for d in saved)
+    (kept,) = [d for d in saved if json.loads((d / "model.json").read_text())["task"].get("of") == "uniform"
+               and json.loads((d / "model.json").read_text())["model"] == "crnn"]
+    model, meta = load_vad(kept)
+    assert meta["sizes"] == uniform["sizes"] and meta["test_eer"] == pytest.approx(100 * uniform["metrics"]["pooled"]["eer"])
+    assert sum(p.numel() for p in model.parameters()) == uniform["params"]
     assert results["rtf"]["ours"] and all(r["batch_rtf"] > 0 for r in results["rtf"]["ours"])
     # resuming reuses every stored run (same records, no retraining)
     stamps = {p: p.stat().st_mtime_ns for p in (out / "runs").iterdir()}
     again = run_study(micro(corpus), out, progress=False, peers=False)
     assert again["runs"] == runs
     assert {p: p.stat().st_mtime_ns for p in (out / "runs").iterdir()} == stamps
+    # without the run store (a fresh checkout keeps only the report and its ranked models) nothing is retrained
+    import shutil
+
+    shutil.rmtree(out / "runs")
+    fresh = run_study(micro(corpus), out, progress=False, peers=False)
+    assert fresh["runs"] == runs and not any((out / "runs").iterdir())
 
 
 def test_default_model_of_a_study_saves_and_reloads_without_pickle(tmp_path, corpus):
@@ -189,6 +205,7 @@ def test_default_model_of_a_study_saves_and_reloads_without_pickle(tmp_path, cor
     assert meta["model"] == "crnn" and meta["sizes"]["bands"] == model.mel.bank.shape[1]
     assert 0 < meta["threshold"] < 1 and meta["flops_per_s"] <= 0.4 * model_cost("crnn", SIZES["crnn"])[
         "flops_per_s"]
+    assert meta["corpus"]["corpus"] == "vad" and str(tmp_path) not in json.dumps(meta)  # no machine path
 
 
 def test_study_without_a_corpus_or_with_unknown_models_raises(tmp_path):

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import csv
+import io
 import json
 import re
 
@@ -12,8 +14,11 @@ import torch
 
 import softwidth as sw
 from softwidth_studies.cli import main
+from softwidth_studies.vad import get_speech_timestamps, load, speech_probabilities
 from softwidth_studies.vad.models import build_model
-from softwidth_studies.vad.store import load_vad, save_vad
+from softwidth_studies.vad.store import DEFAULT_MODEL, load_vad, save_vad
+
+from test_timestamps import speech_file_audio  # tests/vad is on sys.path (pytest rootdir-relative import)
 
 
 @pytest.fixture(scope="module")
@@ -137,3 +142,155 @@ def test_detect_streams_long_files_in_bounded_memory(tmp_path, model_dir):
     small = _peak_rss_mb("vad", "detect", short, "--model", model_dir, "--json")
     big = _peak_rss_mb("vad", "detect", long, "--model", model_dir, "--json")
     assert big - small < 25, (small, big)
+
+
+# -- detect's options and formats, with the shipped model on synthetic speech-like audio --------------------------
+shipped = pytest.mark.skipif(not (DEFAULT_MODEL / "model.json").exists(), reason="no shipped model")
+
+
+@pytest.fixture(scope="module")
+def files(tmp_path_factory):
+    """speech.wav (speech 1-3 s and 4-5.5 s, see test_timestamps.speech_file_audio), quiet.wav (faint noise), a
+    corrupt wav and a second speech file."""
+    folder = tmp_path_factory.mktemp("audio")
+    out = {}
+    for name, seed in (("speech", 0), ("speech2", 1)):
+        audio, _ = speech_file_audio(seed)
+        sf.write(folder / f"{name}.wav", audio, 16000)
+        out[name] = folder / f"{name}.wav"
+    out["quiet"] = folder / "quiet.wav"
+    sf.write(out["quiet"], 1e-3 * np.random.default_rng(0).standard_normal(32000), 16000)
+    out["corrupt"] = folder / "corrupt.wav"
+    out["corrupt"].write_bytes(b"RIFF\x24\x00\x00\x00WAVEfmt " + b"\x00" * 20)
+    return out
+
+
+def detect_json(capsys, *argv):
+    code, out, err = run(capsys, "detect", *argv, "--format", "json")
+    assert code == 0, err
+    return json.loads(out)
+
+
+@shipped
+@pytest.mark.parametrize("options, kwargs", [
+    ([], {}),
+    (["--threshold", "0.6", "--neg-threshold", "0.2"], {"threshold": 0.6, "neg_threshold": 0.2}),
+    (["--min-silence-ms", "300", "--speech-pad-ms", "0"], {"min_silence_duration_ms": 300, "speech_pad_ms": 0}),
+    (["--min-speech-ms", "0", "--max-speech-s", "0.5"], {"min_speech_duration_ms": 0, "max_speech_duration_s": 0.5}),
+])
+def test_detect_gives_the_segments_of_get_speech_timestamps_with_the_same_options(tmp_path, capsys, files, options,
+                                                                                  kwargs):
+    record = detect_json(capsys, files["speech"], *options)
+    audio, _ = sf.read(files["speech"], dtype="float32")
+    expected = get_speech_timestamps(audio, load(), return_seconds=True, **kwargs)
+    assert record["segments"] == [[s["start"], s["end"]] for s in expected] and expected
+
+
+@shipped
+def test_detect_options_change_the_segments_as_documented(capsys, files):
+    base = detect_json(capsys, files["speech"], "--min-silence-ms", "300")["segments"]
+    assert len(base) == 2
+    assert detect_json(capsys, files["speech"], "--min-silence-ms", "300", "--min-speech-ms", "1600")["segments"] \
+        == [base[0]]  # the 1.5 s segment is dropped, the 2 s one kept
+    unpadded = detect_json(capsys, files["speech"], "--min-silence-ms", "300", "--speech-pad-ms", "0")["segments"]
+    assert [[round(a - 0.03, 3), round(b + 0.03, 3)] for a, b in unpadded] == base
+    short = detect_json(capsys, files["speech"], "--min-silence-ms", "300", "--max-speech-s", "0.5",
+                        "--min-speech-ms", "0")["segments"]
+    assert len(short) > 4 and max(b - a for a, b in short) <= 0.5
+
+
+@shipped
+def test_each_format_parses_and_holds_the_same_segments(tmp_path, capsys, files):
+    speech, quiet = files["speech"], files["quiet"]
+    records = detect_json(capsys, speech, quiet)
+    assert [r["file"] for r in records] == [str(speech), str(quiet)] and records[1]["segments"] == []
+    segments = records[0]["segments"]
+    assert len(segments) >= 2
+
+    code, out, _ = run(capsys, "detect", speech, quiet, "--format", "csv")
+    rows = list(csv.DictReader(io.StringIO(out)))
+    assert code == 0 and [r["file"] for r in rows] == [str(speech)] * len(segments) + [str(quiet)]
+    assert [[float(r["start"]), float(r["end"])] for r in rows[:-1]] == segments
+    assert rows[-1]["start"] == rows[-1]["end"] == ""  # the file without speech still has its row
+
+    code, out, _ = run(capsys, "detect", speech, quiet, "--format", "rttm")
+    lines = [line.split() for line in out.splitlines()]
+    assert code == 0 and all(len(f) == 10 and f[0] == "SPEAKER" and f[1] == "speech" and f[7] == "speech"
+                             for f in lines)
+    assert [[float(f[3]), round(float(f[3]) + float(f[4]), 3)] for f in lines] == segments
+
+    code, out, _ = run(capsys, "detect", speech, "--format", "audacity")
+    labels = [line.split("\t") for line in out.splitlines()]
+    assert code == 0 and [[float(a), float(b)] for a, b, _ in labels] == segments and {x for *_, x in labels} == {
+        "speech"}
+
+    code, out, _ = run(capsys, "detect", speech, quiet, "--format", "text")
+    assert code == 0 and out.splitlines()[0] == f"# {speech}" and out.splitlines()[-1] == f"# {quiet}"
+    assert [[float(x) for x in line.split("\t")] for line in out.splitlines()[1:-1]] == [
+        [round(a, 2), round(b, 2)] for a, b in segments]
+
+
+@shipped
+def test_detect_writes_to_out_and_adds_probabilities(tmp_path, capsys, files):
+    target = tmp_path / "segments.json"
+    code, out, _ = run(capsys, "detect", files["speech"], "--json", "--probs", "--out", target)
+    record = json.loads(target.read_text())
+    frames = sf.info(files["speech"]).frames // 160
+    assert code == 0 and out == "" and len(record["probabilities"]) == frames
+    audio, _ = sf.read(files["speech"], dtype="float32")
+    np.testing.assert_allclose(record["probabilities"], speech_probabilities(audio, load()), atol=1e-4)
+
+
+@shipped
+def test_a_corrupt_file_in_a_batch_is_reported_and_skipped(capsys, files):
+    code, out, err = run(capsys, "detect", files["speech"], files["corrupt"], files["speech2"], "--format", "json")
+    records = json.loads(out)
+    assert code == 2 and [r["file"] for r in records] == [str(files["speech"]), str(files["speech2"])]
+    assert all(r["segments"] for r in records) and "Traceback" not in err
+    lines = err.strip().splitlines()
+    assert len(lines) == 2 and str(files["corrupt"]) in lines[0] and "1 of 3 files failed" in lines[1]
+    assert all(line.startswith("softwidth: error:") for line in lines)
+    code, out, err = run(capsys, "detect", files["corrupt"], files["speech"], "--format", "csv")
+    assert code == 2 and [r["file"] for r in csv.DictReader(io.StringIO(out))][0] == str(files["speech"])
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["--format", "csv", "--json"], "contradicts --format csv"),
+    (["--format", "csv", "--probs"], "--probs"),
+    (["{b}", "--format", "audacity"], "one audio file"),
+    (["--max-speech-s", "0.06"], "max_speech_duration_s"),
+    (["--threshold", "0.3", "--neg-threshold", "0.4"], "neg_threshold"),
+])
+def test_detect_refuses_contradicting_options_in_one_line(tmp_path, capsys, model_dir, argv, message):
+    a, b = tmp_path / "a.wav", tmp_path / "b.wav"
+    for path in (a, b):
+        sf.write(path, np.zeros(16000, dtype=np.float32), 16000)
+    code, out, err = run(capsys, "detect", a, *[x.replace("{b}", str(b)) for x in argv], "--model", model_dir)
+    assert code == 2 and out == "" and len(err.strip().splitlines()) == 1 and message in err, err
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["vad"], "required: {train,evaluate,detect,sweep,export-onnx}"),
+    (["vad", "detect"], "required: FILE"),
+    (["vad", "detect", "a.wav", "--threshold", "abc"], "--threshold: must be a probability in [0, 1], got 'abc'"),
+    (["vad", "detect", "a.wav", "--threshold", "nan"], "--threshold: must be a probability in [0, 1], got nan"),
+    (["vad", "detect", "a.wav", "--min-speech-ms", "-1"], "--min-speech-ms: must be a number of milliseconds"),
+    (["vad", "detect", "a.wav", "--max-speech-s", "x"], "--max-speech-s: must be a number of seconds"),
+    (["vad", "detect", "a.wav", "--format", "xml"], "--format: invalid choice: 'xml'"),
+])
+def test_argparse_errors_read_naturally(capsys, argv, message):
+    with pytest.raises(SystemExit) as exit_:
+        main(argv)
+    err = capsys.readouterr().err
+    assert exit_.value.code == 2 and message in err, err
+    assert not re.search(r"_command|invalid \w+ value|_threshold|_number|parse value", err), err
+
+
+@shipped
+def test_detect_help_shows_the_defaults(capsys):
+    with pytest.raises(SystemExit):
+        main(["vad", "detect", "--help"])
+    text = " ".join(capsys.readouterr().out.split())
+    for default in ("(default: 250)", "(default: 100)", "(default: 30)", "(default: inf)", "(default: text)",
+                    "threshold - 0.15", "the model's own"):
+        assert default in text

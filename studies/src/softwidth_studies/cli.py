@@ -2,6 +2,11 @@
 
 User errors exit with status 2 and a one-line message (no traceback); a refusal of the system (an
 ``OSError``: disk full, permission denied, a path through a file) exits with status 1, also in one line.
+
+Torch runs on one thread unless ``--threads N`` or ``$SOFTWIDTH_THREADS`` says otherwise (or ``$OMP_NUM_THREADS``
+is set, which torch follows): the models here are small, and torch's default of one thread per core makes them
+4-10x slower as soon as other processes hold the cores (the demo: 8 s idle, 30-78 s beside other CPU-bound jobs,
+8 s again on one thread). The studies' worker processes use one thread each in any case.
 """
 
 from __future__ import annotations
@@ -12,8 +17,11 @@ import sys
 from pathlib import Path
 
 from softwidth.errors import SoftWidthError
+from .experiments.cli import parse_number
 
 __all__ = ["main"]
+
+THREADS_ENV = "SOFTWIDTH_THREADS"
 
 
 def _demo(args: argparse.Namespace) -> None:
@@ -126,7 +134,11 @@ def _trace(args: argparse.Namespace) -> None:
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="softwidth", description=__doc__.splitlines()[0])
-    sub = parser.add_subparsers(dest="command", required=True)
+    parser.add_argument("--threads", type=_positive_int, default=None, metavar="N",
+                        help=f"torch threads of this process (default ${THREADS_ENV}, else 1 unless $OMP_NUM_THREADS "
+                             "is set): small models are fastest on one, and much slower on a busy machine with more")
+    # metavar and title: usage and errors say COMMAND ("required: COMMAND"), not the destination's name
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND", title="commands")
     demo = sub.add_parser("demo", help="build a dynamic model, train it briefly, consolidate it")
     demo.add_argument("--steps", type=_positive_int, default=200, help="training steps (default 200)")
     demo.add_argument("--seed", type=_seed, default=0, help="random seed (default 0)")
@@ -169,7 +181,7 @@ def build_parser() -> argparse.ArgumentParser:
     trace.add_argument("--out", type=Path, default=None, help="PNG to write (default: trace.png beside the CSV)")
     trace.set_defaults(func=_trace)
     data = sub.add_parser("data", help="speech corpora built offline from Debian packages")
-    data_sub = data.add_subparsers(dest="data_command", required=True)
+    data_sub = data.add_subparsers(dest="data_command", required=True, metavar="COMMAND", title="commands")
     build = data_sub.add_parser("build", help="build (or finish building) a corpus; idempotent and resumable")
     build.add_argument("corpus", choices=("vad", "antispoof"))
     build.add_argument("--size", choices=("tiny", "small", "full"), default="tiny", help="default tiny")
@@ -192,30 +204,55 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+# argparse `type=` functions: every refusal is an ArgumentTypeError with its own message (parse_number), since for a
+# bare ValueError argparse prints the function's private name ("invalid _positive_int value")
 def _positive_int(text: str) -> int:
-    value = int(text)
+    value = parse_number(text, int)
     if value < 1:
         raise argparse.ArgumentTypeError(f"must be >= 1, got {value}")
     return value
 
 
 def _seed(text: str) -> int:
-    value = int(text)
+    value = parse_number(text, int)
     if not 0 <= value < 2**32:
         raise argparse.ArgumentTypeError(f"must be an int in [0, 2**32 - 1], got {value}")
     return value
 
 
 def _non_negative_float(text: str) -> float:
-    value = float(text)
+    value = parse_number(text)
     if not math.isfinite(value) or value < 0:
         raise argparse.ArgumentTypeError(f"must be a finite number >= 0, got {text}")
     return value
 
 
+def _threads(option: int | None) -> int | None:
+    """Torch's intra-op threads for this command: ``--threads``, else ``$SOFTWIDTH_THREADS``, else 1, except that
+    with ``$OMP_NUM_THREADS`` set torch keeps the count it chose from it (None)."""
+    import os
+
+    if option is not None:
+        return option
+    text = os.environ.get(THREADS_ENV, "").strip()
+    if text:
+        try:
+            return _positive_int(text)
+        except argparse.ArgumentTypeError as err:
+            raise SoftWidthError(f"${THREADS_ENV}: {err}") from None
+    return None if os.environ.get("OMP_NUM_THREADS", "").strip() else 1
+
+
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    restore = None
     try:
+        threads = _threads(args.threads)
+        if threads is not None:
+            import torch
+
+            restore = torch.get_num_threads()  # put back on return: main() may run inside a larger process (tests)
+            torch.set_num_threads(threads)
         args.func(args)
     except SoftWidthError as err:
         print(f"softwidth: error: {err}", file=sys.stderr)
@@ -226,6 +263,11 @@ def main(argv: list[str] | None = None) -> int:
     except OSError as err:  # disk full, permission denied, ...: the system's one-line reason, no traceback
         print(f"softwidth: error: {' '.join(str(err).split())}", file=sys.stderr)
         return 1
+    finally:
+        if restore is not None:
+            import torch
+
+            torch.set_num_threads(restore)
     return 0
 
 

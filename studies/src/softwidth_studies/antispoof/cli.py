@@ -2,6 +2,8 @@
 
 A trained countermeasure is saved without pickle as ``model.json`` (kind, sizes, feature configuration) and
 ``model.safetensors`` (the consolidated model's weights) in ``<out>/model/``; ``score`` rebuilds it from those.
+:data:`DEFAULT_MODEL` is the model of the full study (``softwidth antispoof train``), shipped in the package (so
+``score`` works from any folder and after a plain ``pip install``) and scored when no ``--model`` is given.
 """
 
 from __future__ import annotations
@@ -13,9 +15,10 @@ from pathlib import Path
 from softwidth.errors import SoftWidthError
 from ..experiments.cli import add_study_parser, read_results
 
-__all__ = ["add_antispoof_parser", "load_countermeasure", "save_countermeasure"]
+__all__ = ["DEFAULT_MODEL", "add_antispoof_parser", "load_countermeasure", "save_countermeasure"]
 
 DEFAULT_OUT = {False: Path("results/antispoof"), True: Path("results/antispoof_quick")}
+DEFAULT_MODEL = Path(__file__).with_name("default_model")  # package data (studies/pyproject.toml), not the cwd's
 
 
 def save_countermeasure(model, directory: Path, *, kind: str, sizes: dict, features: dict, **info) -> Path:
@@ -29,7 +32,7 @@ def save_countermeasure(model, directory: Path, *, kind: str, sizes: dict, featu
     return directory
 
 
-def load_countermeasure(directory: Path):
+def load_countermeasure(directory: Path = DEFAULT_MODEL):
     """``(consolidated model in eval mode, FeatureConfig, metadata)`` from :func:`save_countermeasure`'s folder."""
     from safetensors.torch import load_file
 
@@ -66,12 +69,15 @@ def _train(args: argparse.Namespace) -> None:
     config = replace(config, workers=args.workers)
     out = args.out or DEFAULT_OUT[args.quick]
     results = run_study(config, out, resume=not args.fresh)
-    _store_model(results, out)
+    _store_model(results, out, install=not args.quick)
     print(f"results written to {out}/ (results.json, summary.md, summary.json, eer_vs_cost.png, model/)")
 
 
-def _store_model(results: dict, out: Path) -> None:
-    """Save the scoring model: the cheapest all-stage dynamic ResNet run (else any model's)."""
+def _store_model(results: dict, out: Path, *, install: bool) -> None:
+    """Save the scoring model: the cheapest all-stage dynamic ResNet run (else any model's); the full study
+    (``install``) also installs it as the package's :data:`DEFAULT_MODEL`."""
+    import shutil
+
     from .study import _key, config_from_results, load_run_model
 
     runs = [r for r in results["runs"] if r["kind"] == "dynamic"]
@@ -85,6 +91,8 @@ def _store_model(results: dict, out: Path) -> None:
                         features=config.features.to_dict(), flops_per_s=chosen["flops_per_s"],
                         params=chosen["params"], run=_key(task, config),
                         test_eer=chosen["metrics"]["test"]["pooled"], corpus=config.corpus)
+    if install:
+        shutil.copytree(out / "model", DEFAULT_MODEL, dirs_exist_ok=True)
 
 
 def _evaluate(args: argparse.Namespace) -> None:
@@ -101,7 +109,7 @@ def _score(args: argparse.Namespace) -> None:
     from ..data.audio import AudioError, read_audio
     from ..data.features import extract
 
-    model, features, _ = load_countermeasure(args.model or DEFAULT_OUT[False] / "model")
+    model, features, _ = load_countermeasure(args.model or DEFAULT_MODEL)
     results = []
     for path in args.files:
         try:
@@ -132,6 +140,6 @@ def add_antispoof_parser(sub, positive_int) -> None:
         positive_int=positive_int)
     score = asub.add_parser("score", help="print a bona fide probability per audio file")
     score.add_argument("files", type=Path, nargs="+", help="audio files (resampled to 16 kHz mono)")
-    score.add_argument("--model", type=Path, default=None, help="a model folder (default results/antispoof/model)")
+    score.add_argument("--model", type=Path, default=None, help="a model folder (default: the shipped model)")
     score.add_argument("--json", action="store_true", help="print JSON")
     score.set_defaults(func=_score)

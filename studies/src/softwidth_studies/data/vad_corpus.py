@@ -73,7 +73,8 @@ from .vad_signal import (
 )
 from .vad_sources import NoiseFile, SpeechClip, assign_groups, resolve_sources
 
-__all__ = ["SIZES", "VadCorpusSize", "build_vad_corpus", "label_agreement_with_silero", "silero_segments"]
+__all__ = ["SIZES", "VadCorpusSize", "build_vad_corpus", "describe_vad_corpus", "label_agreement_with_silero",
+           "silero_segments"]
 
 CANVAS_FRAMES = 800  # 8 s of 10 ms frames
 SPLITS = ("train", "val", "test")
@@ -442,3 +443,38 @@ def build_vad_corpus(out_dir: str | os.PathLike[str], *, size: str | VadCorpusSi
     write_json(out / "summary.json", summary)
     write_atomic(out / "summary.md", markdown(summary))
     return out
+
+
+def describe_vad_corpus(corpus_dir: str | os.PathLike[str]) -> dict:
+    """A portable description of the finished build in ``corpus_dir``, for records that leave the machine (a
+    shipped model's ``model.json``): what was built and how, never where.
+
+    Returns ``{"corpus": "vad", "size": {name, train, val, test, sources, clips_per_speaker}, "seed": int,
+    "speech": str, "noise": str, "packages": {package: .deb file}, "canvases": {split: int}, "hours": float}``,
+    read from ``summary.json``; a source given as ``KIND:PATH`` (``vctk:/data/VCTK-Corpus``) keeps only ``KIND``.
+
+    Raises:
+        SoftWidthError: ``corpus_dir`` holds no finished VAD corpus build (no readable ``summary.json``).
+    """
+    path = Path(corpus_dir)
+    summary = read_json(path / "summary.json")
+    if not isinstance(summary, dict) or summary.get("corpus") != "vad":
+        raise SoftWidthError(f"{path} holds no finished VAD corpus (summary.json missing or not a VAD corpus's); "
+                             f"build one with `softwidth data build vad --size SIZE --out {path}`")
+    try:
+        sources = summary["sources"]
+        canvases = {s: int(summary["splits"][s]["canvases"]) for s in SPLITS}
+        return {"corpus": "vad", "size": summary["size"], "seed": summary["seed"],
+                "speech": _portable(sources["speech"]), "noise": _portable(sources["noise"]),
+                "packages": sources.get("packages", {}), "canvases": canvases,
+                "hours": round(sum(canvases.values()) * summary["canvas_seconds"] / 3600, 4)}
+    except (KeyError, TypeError, ValueError, AttributeError) as err:
+        raise SoftWidthError(f"{path / 'summary.json'} is not a finished build's summary ({type(err).__name__}: "
+                             f"{err}); delete it and rerun the `softwidth data build vad` that made {path} (the "
+                             f"canvases are kept) to rewrite it") from None
+
+
+def _portable(source: str) -> str:
+    """``vctk:/data/VCTK-Corpus`` -> ``vctk``: a source's kind without the building machine's path."""
+    kind, sep, rest = source.partition(":")
+    return kind if sep and ("/" in rest or "\\" in rest or os.path.isabs(rest)) else source

@@ -10,7 +10,17 @@ from pathlib import Path
 
 from softwidth.errors import SoftWidthError
 
-__all__ = ["add_study_parser", "read_results"]
+__all__ = ["add_study_parser", "parse_number", "read_results"]
+
+
+def parse_number(text: str, kind: type = float) -> float | int:
+    """``kind(text)`` for an argparse ``type=`` function, or an ``ArgumentTypeError`` that reads naturally: a bare
+    ``ValueError`` would make argparse print the function's own (private) name, ``invalid _threshold value``."""
+    try:
+        return kind(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected {'an integer' if kind is int else 'a number'}, got {text!r}"
+                                         ) from None
 
 
 def read_results(out: Path, name: str, label: str, quick: bool) -> dict:
@@ -28,7 +38,8 @@ def add_study_parser(sub, name: str, *, help: str, train: Callable, train_help: 
     """Register ``softwidth NAME`` with ``train`` (``--quick --corpus --out --workers --fresh``) and ``evaluate``
     (``--quick --out``); returns the study's sub-command set (to add its own commands) and the train parser."""
     top = sub.add_parser(name, help=help)
-    commands = top.add_subparsers(dest=f"{name}_command", required=True)
+    # metavar and title: usage and errors say COMMAND ("required: COMMAND"), not the destination's name
+    commands = top.add_subparsers(dest=f"{name}_command", required=True, metavar="COMMAND", title="commands")
     parser = commands.add_parser("train", help=train_help)
     parser.add_argument("--quick", action="store_true", help=quick_help)
     parser.add_argument("--corpus", type=Path, default=None, help=corpus_help)

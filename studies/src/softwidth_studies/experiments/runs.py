@@ -76,19 +76,25 @@ def run_key(task: dict, settings: dict) -> str:
 
 
 def cached(out: Path, key: str) -> dict | None:
-    """The stored record of run ``key``, or ``None`` if it is missing, unreadable or has no weights."""
-    path = out / "runs" / f"{key}.json"
-    if not path.exists() or not (out / "runs" / f"{key}.pt").exists():
-        return None
-    try:
-        return json.loads(path.read_text())["record"]
-    except (ValueError, KeyError):
-        return None
+    """The stored record of run ``key``, or ``None`` if it is missing, unreadable or has no weights.
+
+    Looked up in the run store (``out/runs/<key>.json`` with ``<key>.pt``), then among the ranked models kept with
+    a report (``out/models/<key>/record.json`` with ``model.safetensors``), so a study whose run store is gone (a
+    fresh checkout: ``runs/`` is not versioned) still reuses every run its committed report ranks."""
+    for path, weights in ((out / "runs" / f"{key}.json", out / "runs" / f"{key}.pt"),
+                          (out / "models" / key / "record.json", out / "models" / key / "model.safetensors")):
+        if not path.exists() or not weights.exists():
+            continue
+        try:
+            return json.loads(path.read_text())["record"]
+        except (ValueError, KeyError):
+            continue
+    return None
 
 
-def store(out: Path, key: str, task: dict, record: dict) -> None:
-    """Write ``{"task", "record"}`` to ``out/runs/<key>.json`` atomically."""
-    path = out / "runs" / f"{key}.json"
+def store(out: Path, key: str, task: dict, record: dict, path: Path | None = None) -> None:
+    """Write ``{"task", "record"}`` to ``path`` (default ``out/runs/<key>.json``) atomically."""
+    path = out / "runs" / f"{key}.json" if path is None else Path(path)
     tmp = path.with_suffix(".tmp")
     tmp.write_text(json.dumps({"task": task, "record": record}))
     os.replace(tmp, path)
@@ -105,6 +111,9 @@ def run_all(tasks: list[dict], worker: Callable, config, out: Path, *, key: Call
             todo.append(i)
         else:
             done[i] = found
+    if progress and done:  # say what a resumed study took from its store
+        tqdm.write(f"{desc}: {len(done)} of {len(tasks)} runs reused from {out / 'runs'} (same keys), "
+                   f"{len(todo)} to train")
     with ProcessPoolExecutor(max_workers=max(1, workers)) as pool:
         futures = {pool.submit(worker, tasks[i], config, out): i for i in todo}
         for future in tqdm(as_completed(futures), total=len(futures), desc=desc, unit="run", disable=not progress):

@@ -131,22 +131,31 @@ def _val_eer(run: dict) -> float:
 
 def _versus_baselines(groups: dict, per_seed: dict) -> dict:
     """``vs_<baseline>`` per target and ``vs_<baseline>_pooled`` over the targets (:data:`BASELINES`): the dynamic
-    run minus the baseline, paired by seed, in EER points; plus ``torch_pruning_importance``."""
+    run minus the baseline, paired by seed, in test EER points; ``vs_uniform_val`` (and ``_pooled``): the same
+    against the uniform shrink on the validation split; plus ``torch_pruning_importance``."""
     tp = {label: [r for (variant, _), rs in groups.items() if variant == label for r in rs]
           for label in {v for v, _ in groups if v.startswith("torch_pruning")}}
     with_val = {label: rs for label, rs in tp.items() if rs and all("val" in r["metrics"] for r in rs)}
     chosen = min(with_val, key=lambda label: np.mean([_val_eer(r) for r in with_val[label]]), default=None)
     out: dict = {"torch_pruning_importance": chosen[len("torch_pruning ("):-1] if chosen else None}
+    per_seed_val = {key: {r["seed"]: _val_eer(r) for r in rs} for key, rs in groups.items()
+                    if all("val" in r["metrics"] for r in rs)}
     for name, label in BASELINES.items():
         label = chosen if name == "torch_pruning" else label
-        pairs = {target: pair for (variant, target) in per_seed if variant == "dynamic"
-                 and label is not None and (variant_b := per_seed.get((label, target))) is not None
-                 and (pair := paired_difference(per_seed["dynamic", target], variant_b)) is not None}
-        out[f"vs_{name}"] = {f"{target:g}": pair for target, pair in pairs.items()}
-        pooled = pooled_difference(pairs.values())
-        out[f"vs_{name}_pooled"] = None if pooled is None else {
-            k: pooled[k] for k in ("mean", "low", "high", "n", "verdict")}
+        out.update(_versus(f"vs_{name}", per_seed, label))
+    out.update(_versus("vs_uniform_val", per_seed_val, BASELINES["uniform"]))  # how the method is chosen
     return out
+
+
+def _versus(name: str, per_seed: dict, label: str | None) -> dict:
+    """``{name: {target: pair}, name_pooled: pooled}``: the dynamic runs minus the ``label`` runs, paired by seed."""
+    pairs = {target: pair for (variant, target) in per_seed if variant == "dynamic"
+             and label is not None and (variant_b := per_seed.get((label, target))) is not None
+             and (pair := paired_difference(per_seed["dynamic", target], variant_b)) is not None}
+    pooled = pooled_difference(pairs.values())
+    return {name: {f"{target:g}": pair for target, pair in pairs.items()},
+            f"{name}_pooled": None if pooled is None else {k: pooled[k] for k in ("mean", "low", "high", "n",
+                                                                                   "verdict")}}
 
 
 def _peer_checks(runs: list[dict], peers: dict) -> dict:
@@ -234,12 +243,14 @@ def _versus_markdown(checks: dict) -> list[str]:
     """The dynamic runs against the standing baselines (uniform shrink, Torch-Pruning), paired by seed."""
     lines = [(f"Dynamic run minus the standing baselines at the same budget, paired by seed (EER points, mean "
               f"[{LEVEL:.0%} t interval]; 'lower': the dynamic run better):"), ""]
-    for name, label in (("uniform", "uniform shrink"), ("torch_pruning", "Torch-Pruning")):
+    for name, label in (("uniform", "uniform shrink (test)"), ("torch_pruning", "Torch-Pruning (test)"),
+                        ("uniform_val", "uniform shrink (validation)")):
         if not checks.get(f"vs_{name}"):
-            lines.append(f"- {label}: no runs" + (" (the `prune` extra is not installed)"
-                                                   if name == "torch_pruning" else ""))
+            lines.append(f"- {label}: no runs" + (" (the `prune` extra is not installed, or this model is not wired "
+                                                   "to Torch-Pruning)" if name == "torch_pruning" else ""))
             continue
-        which = f", importance {checks['torch_pruning_importance']} (chosen on validation)" if name != "uniform" else ""
+        which = (f", importance {checks['torch_pruning_importance']} (chosen on validation)"
+                 if name == "torch_pruning" else "")
         lines += [f"- {label} {target}{which}: {describe(pair)}" for target, pair in checks[f"vs_{name}"].items()]
         pooled = checks[f"vs_{name}_pooled"]
         lines.append(f"- {label}, every budget pooled: {describe({**pooled, 'differences': []})}")

@@ -57,8 +57,8 @@ __all__ = ["FRAMES_PER_SECOND", "TP_IMPORTANCES", "VadStudyConfig", "allocation_
 
 TP_IMPORTANCES = ("taylor", "group_norm")
 """Torch-Pruning's importance criteria the study runs; each model's report uses the one of lower validation EER."""
-TORCH_PRUNING_MODELS = ("crnn",)
-"""The models :mod:`softwidth_studies.vad.torch_pruning_peer` prunes (the Transformer is not wired to it)."""
+TORCH_PRUNING_MODELS = ("crnn", "transformer")
+"""The models :mod:`softwidth_studies.vad.torch_pruning_peer` prunes."""
 
 FRAMES_PER_SECOND = 100
 VAD_SCHEDULE = Schedule(warmup=0.0, anneal_start=0.015, freeze=0.05, ordering=0.0)
@@ -175,14 +175,23 @@ def _key(task: dict, config: VadStudyConfig) -> str:
 
 
 def load_run_model(out: Path, task: dict, record: dict, config: VadStudyConfig) -> nn.Module:
-    """The consolidated model of a stored run (weights loaded with ``weights_only=True``)."""
+    """The consolidated model of a stored run: from the run store (``out/runs/<key>.pt``, loaded with
+    ``weights_only=True``), else from the ranked models kept with the report (``out/models/<key>/``, safetensors)."""
     plain = consolidate(build_model(record["model"], record["sizes"]).eval())
-    state = torch.load(out / "runs" / f"{_key(task, config)}.pt", weights_only=True)
+    key = _key(task, config)
+    path = out / "runs" / f"{key}.pt"
+    if path.exists():
+        state = torch.load(path, weights_only=True)
+    else:
+        from safetensors.torch import load_file
+
+        state = load_file(str(out / "models" / key / "model.safetensors"))
     plain.load_state_dict(state)
     return plain.eval()
 
 
-def _train(task: dict, config: VadStudyConfig, splits, out_dir: Path | None = None) -> tuple[nn.Module, dict]:
+def _train(task: dict, config: VadStudyConfig, splits, out_dir: Path | None = None,
+           restart=None) -> tuple[nn.Module, dict]:
     kind, seed = task["model"], task["seed"]
     torch.manual_seed(seed)
     sizes = {**config.sizes[kind], **task.get("sizes", {})}
@@ -201,7 +210,7 @@ def _train(task: dict, config: VadStudyConfig, splits, out_dir: Path | None = No
                  out_dir=out_dir, tensorboard=False,
                  config=FitConfig(epochs=config.epochs, lr=config.lr, schedule=config.schedule,
                                    lr_decay=config.lr_decay, progress=False, width_optimizer=config.width_optimizer,
-                                   restart=config.restart and term is not None,
+                                   restart=(restart or config.restart) if term is not None else False,
                                    trace=out_dir is not None and term is not None))
     chosen = {name: int(w["rounded"]) for name, w in result.widths.items()}
     return result.consolidated, {**sizes, **chosen}
@@ -261,15 +270,16 @@ def _torch_prune(task: dict, config: VadStudyConfig, splits, out: Path) -> tuple
     return plain, dict(info["sizes"]), {"torch_pruning": {k: v for k, v in info.items() if k != "sizes"}}
 
 
-def validation_eer(task: dict, config: VadStudyConfig, out_dir: str | os.PathLike | None = None
-                   ) -> tuple[dict, float]:
+def validation_eer(task: dict, config: VadStudyConfig, out_dir: str | os.PathLike | None = None, *,
+                   restart=None) -> tuple[dict, float]:
     """Train one run as :func:`run_one` does and score it on the validation split only, so that pilots choose the
     study's settings without reading the test split: ``(chosen sizes, frame-level EER in %)``. Nothing is stored,
     unless ``out_dir`` is given: then ``fit`` writes its log, checkpoints and (for width-learning runs) its width
-    trace ``trace.csv`` there."""
+    trace ``trace.csv`` there. ``restart``: a callable ``restart(net)`` that re-initialises a width-learning run's
+    consolidated model at the freeze instead of ``config.restart``'s rule (``FitConfig.restart``)."""
     torch.set_num_threads(1)
     splits = {s: load_split(config.corpus, s) for s in ("train", "val")}
-    plain, sizes = _train(task, config, splits, Path(out_dir) if out_dir is not None else None)
+    plain, sizes = _train(task, config, splits, Path(out_dir) if out_dir is not None else None, restart)
     scores = model_scores(plain, splits["val"])
     return sizes, 100 * eer(scores.ravel(), splits["val"].labels.ravel())
 
@@ -323,7 +333,8 @@ def plan_torch_pruning(records: list[tuple[dict, dict]]) -> list[dict]:
 
 def run_study(config: VadStudyConfig, out_dir: str | os.PathLike = "results/vad", *, progress: bool = True,
               resume: bool = True, peers: bool = True) -> dict:
-    """Run every phase, score the peers and write ``out_dir/results.json`` and the report; returns the results."""
+    """Run every phase, score the peers and write ``out_dir/results.json``, the report and every ranked model
+    (``out_dir/models/<run key>/``, :func:`~softwidth_studies.vad.ranked.save_ranked_models`); returns the results."""
     if not config.corpus:
         raise SoftWidthError("VadStudyConfig.corpus is empty: build a corpus with `softwidth data build vad`")
     unknown = set(config.models) - set(MODELS)
@@ -348,9 +359,12 @@ def run_study(config: VadStudyConfig, out_dir: str | os.PathLike = "results/vad"
 
     rtf = real_time_factors(out, first, config, peer_results, load_run_model)
     results = save_results(out, config, started, runs=runs, peers=peer_results, rtf=rtf)
+    from .ranked import save_ranked_models
     from .report import write_report
 
     write_report(results, out)
+    save_ranked_models(out, first + second, key=lambda task: _key(task, config),  # kept with the report
+                       load=lambda task, record: load_run_model(out, task, record, config))
     return results
 
 

@@ -24,6 +24,7 @@ from softwidth.errors import SoftWidthError
 from ..experiments.allocation_sweep import plot_sweep, stage_two, summarize, summary_markdown
 from ..experiments.budget_sizes import allocation_design, sizes_on_budget
 from ..experiments.runs import run_all
+from .ranked import save_ranked_models, val_test_eer
 from .study import VadStudyConfig, _key, allocation_space, load_run_model, model_cost, run_one
 
 __all__ = ["SweepConfig", "run_sweep", "sweep_allocations"]
@@ -42,11 +43,6 @@ class SweepConfig:
     seeds: tuple[int, ...] = (0, 1, 2, 3, 4)
     spread: float = 8.0
     design_seed: int = 0
-
-
-def _score(record: dict) -> tuple[float, float]:
-    metrics = record["metrics"]
-    return 100 * metrics["val"]["eer"], 100 * metrics["pooled"]["eer"]
 
 
 def sweep_allocations(study: VadStudyConfig, sweep: SweepConfig) -> tuple[list[dict], dict]:
@@ -80,19 +76,6 @@ def _fixed(kind: str, seed: int, target: float, sizes: dict, of: str) -> dict:
     return {**task, "of": of} if of else task  # "of": "" is a fixed model at a dynamic run's sizes, as the study's
 
 
-def _save_models(out: Path, store: Path, pairs: list[tuple[dict, dict]], config: VadStudyConfig) -> None:
-    """Every ranked model as ``out/models/<run key>/`` (safetensors + JSON with its task and scores)."""
-    from .store import save_vad
-
-    for task, record in pairs:
-        key = _key(task, config)
-        model = load_run_model(store, task, record, config)
-        val, test = _score(record)
-        save_vad(model, out / "models" / key, kind=record["model"], sizes=record["sizes"],
-                 threshold=record["metrics"]["threshold"], task=task, flops_per_s=record["flops_per_s"],
-                 params=record["params"], val_eer=val, test_eer=test)
-
-
 def run_sweep(study: VadStudyConfig, sweep: SweepConfig = SweepConfig(), out_dir: str | os.PathLike = "results/vad_sweep",
               store_dir: str | os.PathLike = "results/vad", *, progress: bool = True) -> dict:
     """Run both stages and the learned runs, write the outputs (module docstring); returns ``sweep.json``'s dict."""
@@ -111,7 +94,7 @@ def run_sweep(study: VadStudyConfig, sweep: SweepConfig = SweepConfig(), out_dir
                       run_one, study, store, desc="dynamic", **common)
     stage1 = run_all([_fixed(kind, first, target, a["sizes"], "uniform" if a["id"] == "uniform" else "sweep")
                       for a in allocations], run_one, study, store, desc="stage 1", **common)
-    chosen = stage_two({a["id"]: _score(r)[0] for a, (_, r) in zip(allocations, stage1)}, "uniform", sweep.best)
+    chosen = stage_two({a["id"]: val_test_eer(r)[0] for a, (_, r) in zip(allocations, stage1)}, "uniform", sweep.best)
     by_id = {a["id"]: a for a in allocations}
     tasks2 = [_fixed(kind, s, target, by_id[name]["sizes"], "uniform" if name == "uniform" else "sweep")
               for name in chosen for s in sweep.seeds[1:]]
@@ -121,19 +104,20 @@ def run_sweep(study: VadStudyConfig, sweep: SweepConfig = SweepConfig(), out_dir
         a["val"], a["test"], a["keys"] = {}, {}, {}
     for task, record in stage1 + stage2[: len(chosen) * (len(sweep.seeds) - 1)]:
         name = next(a["id"] for a in allocations if a["sizes"] == task["sizes"])
-        by_id[name]["val"][task["seed"]], by_id[name]["test"][task["seed"]] = _score(record)
+        by_id[name]["val"][task["seed"]], by_id[name]["test"][task["seed"]] = val_test_eer(record)
         by_id[name]["keys"][task["seed"]] = _key(task, study)
     learned = {"val": {}, "test": {}, "fixed_val": {}, "fixed_test": {}, "sizes": {}, "keys": {}}
     for (task, record), (ftask, frecord) in zip(dynamic, stage2[len(chosen) * (len(sweep.seeds) - 1):]):
         s = task["seed"]
-        learned["val"][s], learned["test"][s] = _score(record)
-        learned["fixed_val"][s], learned["fixed_test"][s] = _score(frecord)
+        learned["val"][s], learned["test"][s] = val_test_eer(record)
+        learned["fixed_val"][s], learned["fixed_test"][s] = val_test_eer(frecord)
         learned["sizes"][s] = record["sizes"]
         learned["keys"][s] = {"dynamic": _key(task, study), "fixed": _key(ftask, study)}
     summary = summarize(allocations, uniform="uniform", learned=learned, chosen=chosen)
     out.mkdir(parents=True, exist_ok=True)
     ranked = [(t, r) for t, r in stage1 + stage2] + list(dynamic)
-    _save_models(out, store, ranked, study)
+    save_ranked_models(out, ranked, key=lambda task: _key(task, study),
+                       load=lambda task, record: load_run_model(store, task, record, study))
     budget = (f"{kind} at {target:g} of its full model's FLOP/s ({sweep.target * model_cost(kind, full)['flops_per_s']:,.0f}"
               f" FLOP/s; full sizes {full}).")
     result = {"model": kind, "target": target, "full_sizes": full, "sweep": asdict(sweep),

@@ -6,6 +6,8 @@ import argparse
 from dataclasses import replace
 from pathlib import Path
 
+from ..experiments.cli import parse_number
+
 __all__ = ["add_sweep_parser"]
 
 
@@ -20,7 +22,7 @@ def _seeds(text: str) -> tuple[int, ...]:
 
 
 def _fraction(text: str) -> float:
-    value = float(text)
+    value = parse_number(text)
     if not 0.0 < value < 1.0:
         raise argparse.ArgumentTypeError(f"must be in (0, 1), got {text}")
     return value
