@@ -224,3 +224,12 @@ def test_validation_eer_trains_one_run_and_never_reads_the_test_split(corpus, mo
     sizes, value = study.validation_eer({"model": "crnn", "kind": "dynamic", "seed": 0, "target": 0.5}, micro(corpus))
     assert sorted(read) == ["train", "val"]
     assert set(sizes) == {"conv1", "conv2", "hidden", "bands"} and 0.0 <= value <= 100.0
+
+
+def test_a_budget_no_run_can_meet_is_refused_before_any_training(tmp_path, corpus, monkeypatch):
+    import softwidth_studies.vad.study as study
+
+    monkeypatch.setattr(study, "run_all", lambda *a, **k: pytest.fail("trained before checking the budgets"))
+    config = micro(corpus, band_targets={"crnn": (0.1,)})  # band count alone cannot cut the convs' and GRU's cost
+    with pytest.raises(SoftWidthError, match="crnn bands run at target 0.1: BudgetController"):
+        run_study(config, tmp_path / "out", progress=False, peers=False)

@@ -377,6 +377,15 @@ def plot(summary: dict, results: dict, out: Path) -> None:
 PAPER_CSV = Path(__file__).resolve().parents[3] / "results" / "paper" / "paper_results.csv"
 
 
+def _pooled(pooled: dict | None) -> str:
+    """``+0.12 [-0.30, +0.54] points`` (a pooled paired difference), or ``not run``."""
+    if not pooled:
+        return "not run"
+    if pooled.get("low") is None:
+        return f"{pooled['mean']:+.2f} points ({pooled['n']} pair, no interval)"
+    return f"{pooled['mean']:+.2f} [{pooled['low']:+.2f}, {pooled['high']:+.2f}] points ({pooled['verdict']})"
+
+
 def headline(summary: dict, results: dict) -> str:
     """A few lines for the README: the best dynamic point per model against its claim, and the peers."""
     env = results.get("environment", {})
@@ -395,8 +404,11 @@ def headline(summary: dict, results: dict) -> str:
                 f"{r['flops_ratio']:.1%} of the FLOP/s: {r['eer_increase']:+.2f} points (fixed-size from scratch "
                 f"{delta.get((scratch, r['target']), float('nan')):+.2f}, L1-pruned "
                 f"{delta.get((pruned, r['target']), float('nan')):+.2f})" for r in rows))
+        versus = [f"{label} {_pooled(summary['checks'][kind].get(f'vs_{name}_pooled'))}"
+                  for name, label in (("uniform", "uniform shrink"), ("torch_pruning", "Torch-Pruning"))]
         lines.append(f"- {kind}: baseline {b['flops_per_s'] / 1e6:.1f} MFLOP/s, EER {_fmt(b['eer'])} %; "
-                     + "; ".join(parts) + ".")
+                     + "; ".join(parts) + "; dynamic minus the standing baselines, every budget pooled and paired by "
+                     "seed: " + ", ".join(versus) + ".")
     peers = summary["checks"].get("peers", {})
     if peers.get("best_under_1mflops"):
         u = peers["best_under_1mflops"]
