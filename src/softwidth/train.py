@@ -320,17 +320,18 @@ def _restart(net: nn.Module, optimizer: torch.optim.Optimizer, how: bool | Calla
     (at their own fan-in, when ``net`` is the shrunk model; a masked full-size model keeps its full-size initial
     scale)."""
     optimizer.state.clear()
-    if callable(how):
-        with torch.no_grad():
-            how(net)
-        check_finite(net, where="fit: after the restart callable")
-        return
     with torch.random.fork_rng(devices=[]):  # a fixed draw per run; the run's own random stream is untouched
         torch.manual_seed(int(torch.initial_seed()) % 2**31 + 1)
-        for module in net.modules():
-            reset = getattr(module, "reset_parameters", None)
-            if callable(reset) and not isinstance(module, Width):
-                reset()
+        if callable(how):
+            with torch.no_grad():
+                how(net)
+        else:
+            for module in net.modules():
+                reset = getattr(module, "reset_parameters", None)
+                if callable(reset) and not isinstance(module, Width):
+                    reset()
+    if callable(how):
+        check_finite(net, where="fit: after the restart callable")
 
 
 def _check_arguments(model, loss_fn, config, cost_term, out_dir) -> None:

@@ -4,9 +4,14 @@ synthetic speech-like audio (known segments), its input checks, load and the str
 
 from __future__ import annotations
 
+import math
+from pathlib import Path
+
 import numpy as np
 import pytest
 import torch
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 import softwidth as sw
 from softwidth.errors import SoftWidthError
@@ -83,6 +88,17 @@ def test_a_segment_open_at_the_end_runs_to_the_end_of_the_audio_or_to_its_pause(
     assert spans(probs((0.0, 10), (1.0, 20), (0.0, 5)), min_silence_duration_ms=100) == [(10 * F, 30 * F)]
 
 
+def test_the_samples_after_the_last_frame_count_towards_the_maximum():
+    # 30 frames and 159 samples more: the segment open at the end would be 4959 samples long, over 0.3 s
+    assert spans(probs((1.0, 30)), num_samples=30 * F + 159, max_speech_duration_s=0.3) == [
+        (0, 30 * F), (30 * F, 30 * F + 159)]
+    assert spans(probs((1.0, 30)), num_samples=30 * F + 159, max_speech_duration_s=0.31) == [(0, 30 * F + 159)]
+    # a pause longer than 98 ms is still the place to split
+    p = probs((1.0, 10), (0.0, 12), (1.0, 8))
+    assert spans(p, num_samples=30 * F + 100, max_speech_duration_s=0.3, min_silence_duration_ms=200) == [
+        (0, 10 * F), (22 * F, 30 * F + 100)]
+
+
 # -- rule 2: the maximum duration --------------------------------------------------------------------------------
 def test_a_segment_without_a_pause_is_cut_hard_at_the_maximum():
     assert spans(probs((1.0, 300)), max_speech_duration_s=1.0) == [(0, 16000), (16000, 32000), (32000, 48000)]
@@ -104,16 +120,37 @@ def test_an_over_long_segment_is_split_at_its_last_pause_longer_than_98_ms():
 
 def test_padded_segments_never_exceed_the_maximum():
     rng = np.random.default_rng(0)
-    # 4 s bursts of speech with short random pauses (so the cuts are hard), 0.5 s of silence before each
+    # 4 s bursts of speech with short random pauses (so the cuts are hard), 0.5 s of silence before each; the
+    # last burst runs to the end of the audio, 150 samples after the last frame
     p = np.concatenate([np.r_[np.zeros(50), rng.random(400) < 0.9] for _ in range(8)])
+    p[-3:] = 1.0
     limit = 1.5
     for pad in (0, 30, 200):
         found = timestamps_from_probabilities(p, TimestampOptions(max_speech_duration_s=limit, speech_pad_ms=pad,
                                                                   min_silence_duration_ms=300),
-                                              delays=(0.07, 0.04))
-        assert len(found) > 10
+                                              num_samples=p.size * F + 150, delays=(0.07, 0.04))
+        assert len(found) > 10 and found[-1]["end"] == p.size * F + 150
         assert max(s["end"] - s["start"] for s in found) <= limit * 16000
         assert all(a["end"] <= b["start"] for a, b in zip(found, found[1:]))
+
+
+@settings(max_examples=300, deadline=None)
+@given(units=st.lists(st.sampled_from([0.0, 0.2, 0.4, 0.6, 0.9]), max_size=60),
+       repeat=st.integers(1, 12), extra=st.integers(0, 159), threshold=st.sampled_from([0.3, 0.5, 0.7]),
+       min_speech=st.sampled_from([0, 10, 50, 250]), min_silence=st.sampled_from([0, 10, 30, 100, 300]),
+       pad=st.sampled_from([0, 10, 30, 100, 200]), limit=st.sampled_from([math.inf, 0.03, 0.1, 0.3, 1.0]),
+       delays=st.tuples(st.sampled_from([0.0, 0.01, 0.07, 0.2]), st.sampled_from([0.0, 0.01, 0.04, 0.3])))
+def test_segments_are_sorted_disjoint_non_empty_and_within_the_audio_and_the_maximum(
+        units, repeat, extra, threshold, min_speech, min_silence, pad, limit, delays):
+    p = np.repeat(np.asarray(units, dtype=float), repeat)
+    n = p.size * F + extra
+    limit = limit + (2 * pad + 10) / 1000 + delays[0]  # the least the options and the onset delay allow, and more
+    options = TimestampOptions(threshold=threshold, min_speech_duration_ms=min_speech,
+                               min_silence_duration_ms=min_silence, speech_pad_ms=pad, max_speech_duration_s=limit)
+    found = timestamps_from_probabilities(p, options, num_samples=n, delays=delays)
+    assert all(0 <= s["start"] < s["end"] <= n for s in found), found
+    assert all(a["end"] <= b["start"] for a, b in zip(found, found[1:])), found
+    assert all(s["end"] - s["start"] <= limit * 16000 for s in found), found  # padding included
 
 
 # -- rule 3: the minimum speech duration ---------------------------------------------------------------------
@@ -138,6 +175,10 @@ def test_detected_boundaries_move_back_by_the_delays_cuts_and_the_end_do_not():
     p = probs((1.0, 20), (0.0, 2), (1.0, 20), (0.0, 20))
     (a0, a1), (b0, b1) = spans(p, min_silence_duration_ms=20, delays=(0.1, 0.0))
     assert a1 == b0 == (20 * F + 22 * F - 1600) // 2 and a0 == 0 and b1 == 42 * F
+    # delays longer than the segments: a start moved back before the previous start, an end before its start (a
+    # hard cut at 10 frames, the end of 11 frames moved back by 0.1 s, a burst moved back to 0): one segment left
+    p = probs((0.9, 11), (0.0, 1), (0.9, 2), (0.0, 3))
+    assert spans(p, min_silence_duration_ms=10, max_speech_duration_s=0.3, delays=(0.2, 0.1)) == [(0, 10 * F)]
 
 
 # -- rule 5: padding -------------------------------------------------------------------------------------------
@@ -197,8 +238,15 @@ def test_bad_probabilities_and_lengths_are_refused():
         timestamps_from_probabilities(np.zeros((2, 10)))
     with pytest.raises(SoftWidthError, match="finite"):
         timestamps_from_probabilities(np.array([0.1, np.nan]))
+    for bad in (10 * F - 1, 11 * F, 10**6, 10 * F + 0.0, True):  # frames = samples // 160
+        with pytest.raises(SoftWidthError, match="num_samples"):
+            timestamps_from_probabilities(np.zeros(10), num_samples=bad)
     with pytest.raises(SoftWidthError, match="num_samples"):
-        timestamps_from_probabilities(np.zeros(10), num_samples=10 * F - 1)
+        timestamps_from_probabilities(np.zeros(0), num_samples=True)
+    assert timestamps_from_probabilities(np.ones(10), num_samples=11 * F - 1) == [{"start": 0, "end": 11 * F - 1}]
+    for bad in ((-0.01, 0.0), (0.0, -0.04), (0.1,), (0.1, float("nan"))):  # a causal model reports late
+        with pytest.raises(SoftWidthError, match="delays"):
+            timestamps_from_probabilities(np.zeros(10), delays=bad)
     with pytest.raises(SoftWidthError, match="max_speech_duration_s"):  # the delays' growth eats the rest
         timestamps_from_probabilities(np.zeros(10), TimestampOptions(max_speech_duration_s=0.075),
                                       delays=(0.06, 0.0))
@@ -285,8 +333,9 @@ def test_get_speech_timestamps_refuses_bad_audio_clearly(audio, kwargs, match):
 # -- load -----------------------------------------------------------------------------------------------------------
 @shipped
 def test_load_gives_the_shipped_model_with_its_calibration(model):
-    again = load("default")
-    assert type(again) is type(model) and again.vad_info == model.vad_info
+    for name in ("default", Path("default")):  # the CLI's --model default is a Path
+        again = load(name)
+        assert type(again) is type(model) and again.vad_info == model.vad_info
     assert {"threshold", "start_shift", "end_shift"} <= model.vad_info.keys()
     x = torch.rand(1, 50, 201)
     assert torch.equal(load(None)(x), model(x))
@@ -300,7 +349,7 @@ def test_load_reads_a_saved_directory_and_refuses_unknown_names(tmp_path):
     loaded = load(folder)
     x = torch.rand(1, 30, 201)
     assert torch.equal(loaded(x), plain(x)) and loaded.vad_info["threshold"] == 0.3
-    for name in ("silero_vad", str(tmp_path / "nowhere")):
+    for name in ("silero_vad", str(tmp_path / "nowhere"), Path("silero_vad")):
         with pytest.raises(SoftWidthError, match="no VAD model named"):
             load(name)
     (tmp_path / "empty").mkdir()

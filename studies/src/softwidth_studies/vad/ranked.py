@@ -5,7 +5,8 @@ not kept under version control; :func:`save_ranked_models` writes each ranked ru
 package's own format (:func:`~softwidth_studies.vad.store.save_vad`: ``model.safetensors`` + ``model.json`` with the
 run's task, FLOP/s, parameters and validation and test EER), which :func:`~softwidth_studies.vad.store.load_vad`
 reads back, and the run's record (``record.json``), from which a study resumed without its run store reuses the run
-(:func:`~softwidth_studies.experiments.runs.cached`).
+(:func:`~softwidth_studies.experiments.runs.cached` looks in the study's own ``models/``; the allocation sweep keeps
+its ranked models in its own folder for rescoring, and its runs are found there only if they are also the study's).
 """
 
 from __future__ import annotations

@@ -64,8 +64,9 @@ def summarise(results: dict) -> dict:
         base_eer = _stats([_eer(r) for r in base])
         base_flops = float(np.mean([r["flops_per_s"] for r in base]))
         groups: dict = defaultdict(list)
-        for r in mine:
-            if _variant(r) in VARIANTS and not r.get("absolute"):
+        missed = [r for r in mine if not r.get("torch_pruning", {}).get("reached", True)]
+        for r in mine:  # a Torch-Pruning run that missed its budget is not compared at that budget
+            if _variant(r) in VARIANTS and not r.get("absolute") and r not in missed:
                 groups[(_variant(r), r["target"])].append(r)
         rows = []
         for (variant, target), rs in sorted(groups.items(), key=lambda kv: (VARIANTS.index(kv[0][0]), -kv[0][1])):
@@ -116,6 +117,7 @@ def summarise(results: dict) -> dict:
                                 if (pooled := pooled_difference(p for (v, _), p in paired.items() if v == learned))},
             "absolute_within_3pct": [abs(a["ratio_to_target"] - 1) <= 0.03 for a in out["models"][kind]["absolute"]],
             **_versus_baselines(groups, per_seed),
+            "torch_pruning_over_budget": len(missed),
         }
     peers = {k: v for k, v in results.get("peers", {}).items() if "skipped" not in v}
     out["peers"] = {k: {"eer": 100 * v["pooled"]["eer"], "auroc": v["pooled"]["auroc"], "f1": v["pooled"]["f1"],
@@ -254,6 +256,9 @@ def _versus_markdown(checks: dict) -> list[str]:
         lines += [f"- {label} {target}{which}: {describe(pair)}" for target, pair in checks[f"vs_{name}"].items()]
         pooled = checks[f"vs_{name}_pooled"]
         lines.append(f"- {label}, every budget pooled: {describe({**pooled, 'differences': []})}")
+    if checks.get("torch_pruning_over_budget"):
+        lines.append(f"- {checks['torch_pruning_over_budget']} Torch-Pruning run(s) ended above their budget and "
+                     "are left out of the tables and comparisons")
     return lines + [""]
 
 

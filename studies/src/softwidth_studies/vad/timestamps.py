@@ -61,8 +61,8 @@ def load(name_or_dir: str | os.PathLike[str] | None = None) -> nn.Module:
     directory by :func:`~softwidth_studies.vad.store.save_vad`, consolidated and in eval mode (safetensors, no
     pickle). Its ``model.json`` is attached as ``model.vad_info``: ``threshold`` (chosen on validation data)
     and the delays ``start_shift``/``end_shift`` (s) that :func:`get_speech_timestamps` uses."""
-    if name_or_dir is None or (isinstance(name_or_dir, str) and name_or_dir == "default"):
-        path = DEFAULT_MODEL
+    if name_or_dir is None or (isinstance(name_or_dir, (str, os.PathLike)) and os.fspath(name_or_dir) == "default"):
+        path = DEFAULT_MODEL  # also Path("default"), what the CLI's --model default gives
     elif isinstance(name_or_dir, (str, os.PathLike)):
         path = Path(name_or_dir)
         if not path.is_dir():
@@ -169,19 +169,26 @@ def timestamps_from_probabilities(probs, options: TimestampOptions = TimestampOp
     p = np.asarray(probs, dtype=np.float64)
     if p.ndim != 1 or not np.isfinite(p).all():
         raise SoftWidthError(f"probs must be a 1-D array of finite probabilities, got shape {p.shape}")
-    n = HOP * p.size if num_samples is None else num_samples
-    if not isinstance(n, (int, np.integer)) or n < HOP * p.size:
-        raise SoftWidthError(f"num_samples={num_samples!r}: must be an int >= 160 * frames = {HOP * p.size}")
-    if not isinstance(delays, (tuple, list)) or len(delays) != 2 or not all(is_number(d) for d in delays):
-        raise SoftWidthError(f"delays must be (onset_s, offset_s), two finite numbers, got {delays!r}")
+    frames_end = HOP * p.size  # the end of the last frame: speech_probabilities gives samples // 160 frames
+    n = frames_end if num_samples is None else num_samples
+    if not isinstance(n, (int, np.integer)) or isinstance(n, bool) or not frames_end <= n < frames_end + HOP:
+        raise SoftWidthError(f"num_samples={num_samples!r}: must be the audio's length in samples, an int in "
+                             f"[160 * frames, 160 * frames + 159] = [{frames_end}, {frames_end + HOP - 1}] "
+                             f"({p.size} frames: speech_probabilities gives samples // 160)")
+    if (not isinstance(delays, (tuple, list)) or len(delays) != 2 or not all(is_number(d) for d in delays)
+            or min(delays) < 0):
+        raise SoftWidthError(f"delays must be (onset_s, offset_s), two finite numbers of seconds >= 0 (a causal "
+                             f"model reports late), got {delays!r}")
     shift = [round(d * SAMPLE_RATE) for d in delays]
     pad = round(options.speech_pad_ms * SAMPLE_RATE / 1000)
-    # the longest unpadded segment: room for two pads and the most the delays can add (a start moved back, an end
-    # that is a hard cut or the end of the audio and stays)
-    longest = options.max_speech_duration_s * SAMPLE_RATE - 2 * pad - max(0, shift[0]) - max(0, -shift[1])
+    # the longest unpadded segment: room for two pads and the onset delay (a detected start moves back, an end
+    # that is a hard cut or the end of the audio stays; a detected end only moves back)
+    longest = options.max_speech_duration_s * SAMPLE_RATE - 2 * pad - shift[0]
     if longest < HOP:
-        raise SoftWidthError(f"max_speech_duration_s={options.max_speech_duration_s}: leaves less than one 10 ms "
-                             f"frame once padded and shifted by the model's delays {tuple(delays)}; raise it")
+        shortest = (2 * pad + shift[0] + HOP) / SAMPLE_RATE
+        raise SoftWidthError(f"max_speech_duration_s={options.max_speech_duration_s:g}: must be at least "
+                             f"{shortest:g} s, two pads of speech_pad_ms={options.speech_pad_ms:g}, the model's "
+                             f"onset delay of {delays[0]:g} s and one 10 ms frame; raise it")
     min_speech = options.min_speech_duration_ms * SAMPLE_RATE / 1000
 
     state = _Hysteresis(options.threshold, options.off_threshold, options.min_silence_duration_ms)
@@ -191,19 +198,28 @@ def timestamps_from_probabilities(probs, options: TimestampOptions = TimestampOp
         if closed is not None:
             found.append(closed)
         elif state.start is not None and state.position - state.start > longest:
-            found.append(state.split())
+            found.append(state.split(state.position - HOP))
+    if state.start is not None and state.pause is None and n - state.start > longest:
+        found.append(state.split(frames_end))  # the samples after the last frame make it too long
     if state.start is not None:  # open at the end: it ends where its pause began, else with the audio
         found.append((state.start, n, state.start_detected, False) if state.pause is None
                      else (state.start, state.pause, state.start_detected, True))
     kept = [s for s in found if s[1] - s[0] >= max(min_speech, 1)]
 
-    segments: list[list[int]] = []
+    segments: list[list[int]] = []  # sorted, disjoint, none empty
     for start, end, start_detected, end_detected in kept:
-        start = max(0, start - shift[0] * start_detected)
-        end = min(n, max(start, end - shift[1] * end_detected))
-        if segments and start < segments[-1][1]:  # moved back into the previous segment: they meet halfway
-            meet = max(segments[-1][0], min(end, (start + segments[-1][1]) // 2))
-            segments[-1][1] = start = meet
+        start, end = max(0, start - shift[0] * start_detected), end - shift[1] * end_detected
+        if segments:  # never before the previous start: the order of the segments stays
+            start = max(start, segments[-1][0])
+        if end <= start:  # a segment shorter than the delay that moves its end back: nothing is left
+            continue
+        if segments and start < segments[-1][1]:  # moved back into the previous segment
+            previous = segments[-1]
+            if end <= previous[1]:  # inside it: nothing new
+                continue
+            previous[1] = start = (start + previous[1]) // 2  # they meet halfway, in [start, previous end)
+            if previous[1] <= previous[0]:
+                segments.pop()
         segments.append([start, end])
     padded = []
     for k, (start, end) in enumerate(segments):  # a gap shorter than two pads is shared by its two segments
@@ -278,7 +294,9 @@ class VADIterator:
         return events
 
     def _end(self, pause: int) -> int:
-        return min(self._samples, pause - self._shift[1] + self._pad)
+        """A padded end, as Silero's: clipped to the stream's length only once it is known (at flush)."""
+        end = pause - self._shift[1] + self._pad
+        return min(self._samples, end) if self._ended else end
 
     def _event(self, kind: str, sample: int, seconds: bool) -> dict:
         """The event at ``sample``, kept after the previous one (shifts and pads cannot reorder them)."""
@@ -293,7 +311,7 @@ class _Hysteresis:
     ``step(prob)`` consumes one frame and returns the segment it closed, ``(start, end, start detected, True)``,
     or None.
     ``start`` is the open segment's first sample (None outside speech), ``pause`` the first sample of its
-    current pause (None if none), ``position`` the sample after the last frame; ``split()`` closes an open
+    current pause (None if none), ``position`` the sample after the last frame; ``split(cut)`` closes an open
     segment that grew too long (rule 2).
     """
 
@@ -325,11 +343,12 @@ class _Hysteresis:
                 return closed
         return None
 
-    def split(self) -> tuple[int, int, bool, bool]:
-        """Close the open segment before the current frame: at its current pause if longer than 98 ms (speech
-        is over), else at the start of its last pause longer than 98 ms (the next segment starts where speech
-        resumed), else hard at the current frame (the next segment starts there)."""
-        start, frame = self.start, self.position - HOP
+    def split(self, cut: int) -> tuple[int, int, bool, bool]:
+        """Close the open segment at sample ``cut`` at the latest (the current frame's start, or the end of the
+        last frame): at its current pause if longer than 98 ms (speech is over), else at the start of its last
+        pause longer than 98 ms (the next segment starts where speech resumed), else hard at ``cut`` (the next
+        segment starts there)."""
+        start = self.start
         if self.pause is not None and self.position - self.pause > _SPLIT_PAUSE:
             closed = (start, self.pause, self.start_detected, True)
             self.start = self.pause = None
@@ -337,8 +356,8 @@ class _Hysteresis:
             closed = (start, self.resumed[0], self.start_detected, True)
             self.start, self.start_detected = self.resumed[1], True
         else:
-            closed = (start, frame, self.start_detected, False)
-            self.start, self.start_detected, self.pause = frame, False, None
+            closed = (start, cut, self.start_detected, False)
+            self.start, self.start_detected, self.pause = cut, False, None
         self.resumed = None
         return closed
 

@@ -65,7 +65,8 @@ def real_time_factors(out: Path, records: list[tuple[dict, dict]], config, peers
     stream_audio = audio[:8].ravel()[: 60 * SAMPLE_RATE].astype(np.float64)
     rows = []
     for task, record in records:
-        if task["seed"] != config.seeds[0] or task["kind"] not in ("baseline", "dynamic") or task.get("absolute"):
+        if (task["seed"] != config.seeds[0] or task["kind"] not in ("baseline", "dynamic") or task.get("absolute")
+                or task.get("steps_share")):  # not the half-trained baselines Torch-Pruning starts from
             continue
         model = load_run_model(out, task, record, config)
         row = {"model": task["model"], "kind": task["kind"], "target": task.get("target"),

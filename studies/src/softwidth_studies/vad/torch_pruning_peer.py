@@ -52,7 +52,9 @@ class _LinearLogMel(nn.Module):
         bank = mel.state_dict()["bank"]  # (201, bands), the dense bank the sparse one is built from
         self.bank = nn.Linear(bank.shape[0], bank.shape[1], bias=False)
         self.bank.weight.data.copy_(bank.T)
-        self.log_eps = float(getattr(mel, "log_eps", 1e-6))  # the consolidated graph keeps LogMel's default
+        with torch.no_grad():  # the graph's offset: log(0 @ bank + eps) = log(eps), read from what it computes
+            eps = float(torch.exp(mel(torch.zeros(1, 1, bank.shape[0], dtype=bank.dtype)))[0, 0, 0])
+        self.log_eps = float(f"{eps:.5g}")  # exp(log(eps)) in float32 is eps to 6 digits
 
     def forward(self, power: torch.Tensor) -> torch.Tensor:  # (B, T, 201) -> (B, T, bands)
         return torch.log(self.bank(power) + self.log_eps)
