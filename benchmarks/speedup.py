@@ -197,11 +197,15 @@ def _time_kind(kind: str, sizes: dict, settings: Settings, folder: Path, rows: l
 def run(settings: Settings) -> dict:
     sizes = chosen_sizes(settings.root)
     rows, checks = [], []
+    missing = [kind for kind in ("crnn", "transformer", "resnet") if kind not in sizes]
     with tempfile.TemporaryDirectory(prefix="softwidth-speedup-") as tmp:
         for kind in ("crnn", "transformer", "resnet"):
-            _time_kind(kind, sizes[kind], settings, Path(tmp), rows, checks)
+            if kind not in missing:
+                _time_kind(kind, sizes[kind], settings, Path(tmp), rows, checks)
     notes = [] if has_onnxruntime() else ["ONNX Runtime rows skipped: onnxruntime, onnx or onnxscript is not "
                                           "installed (pip install softwidth[onnx])."]
+    if missing:
+        notes.append(f"not timed: {', '.join(missing)} (its study's results.json holds no seed-0 dynamic run of it)")
     return {
         "title": "Inference speed-up: consolidated vs full model",
         "setup": f"full sizes {FULL} (resnet: B0..B3 = 16/32/64/128); consolidated at the seed-0 dynamic runs' "

@@ -18,6 +18,8 @@ import torch
 
 ROOT = Path(__file__).resolve().parent.parent
 NAMES = ("overhead", "speedup", "fidelity", "search", "vad_rtf")
+VAD_MODELS = json.loads((ROOT / "results" / "vad" / "results.json").read_text())["config"]["models"]
+"""The models of the committed VAD study, whose sizes and run times speedup and search read."""
 
 
 @pytest.fixture(scope="module")
@@ -81,7 +83,11 @@ def test_speedup_compares_with_the_flops_ratio_of_the_study_sizes(quick_run):
     r = _load(quick_run[0], "speedup")
     settings = {(row["model"], row["setting"]) for row in r["rows"]}
     assert ("crnn", "stream 10 ms pushes") in settings and ("crnn", "stream 1 s pushes") in settings
-    assert ("transformer", "batch 1 x 1 s") in settings
+    if "transformer" in VAD_MODELS:
+        assert ("transformer", "batch 1 x 1 s") in settings
+    else:  # a study of the CRNN alone: the Transformer is named as not timed, not silently dropped
+        assert not any(m == "transformer" for m, _ in settings)
+        assert any("not timed: transformer" in note for note in r["notes"])
     assert ("resnet", "batch 1 x 4 s") in settings and ("resnet", "batch 4 x 4 s") in settings
     runtimes = {(row["model"], row["setting"], row["runtime"]) for row in r["rows"]}
     # a quick run exports the CRNN only (the test extras have onnxruntime); streaming is StreamingVAD's NumPy step
@@ -110,7 +116,7 @@ def test_fidelity_counts_are_exact_and_correlations_reported(quick_run):
 def test_search_reads_both_studies_and_labels_estimates(quick_run):
     r = _load(quick_run[0], "search")
     studies = {row["study"] for row in r["rows"]}
-    assert {"synthetic", "vad crnn", "vad transformer"} <= studies
+    assert {"synthetic"} | {f"vad {m}" for m in VAD_MODELS} <= studies
     estimates = [row for row in r["rows"] if row["kind"] == "estimate"]
     assert estimates and all(row["what"].startswith("ESTIMATE") for row in estimates)
     for row in r["rows"]:

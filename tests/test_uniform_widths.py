@@ -13,7 +13,7 @@ from softwidth_studies.vad.study import model_cost
 
 ROOT = Path(__file__).resolve().parents[1]
 SCRIPT = runpy.run_path(str(ROOT / "scripts" / "uniform_widths.py"))
-STUDY = json.loads((ROOT / "results" / "vad" / "results.json").read_text())
+STUDY = json.loads((ROOT / "results" / "vad_pilots" / "uniform_study.json").read_text())
 COMMITTED = ROOT / "results" / "vad_pilots" / "uniform.json"
 FULL = {"crnn": {"bands": 80, "conv1": 48, "conv2": 48, "hidden": 48},
         "transformer": {"bands": 80, "ff1": 128, "ff2": 128}}

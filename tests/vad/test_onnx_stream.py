@@ -336,9 +336,11 @@ def test_the_export_onnx_command_writes_the_shipped_model(tmp_path, capsys):
 
     parser = argparse.ArgumentParser()
     add_export_onnx_parser(parser.add_subparsers())
-    args = parser.parse_args(["export-onnx", str(tmp_path / "vad.onnx"), "--hops", "3"])
+    args = parser.parse_args(["export-onnx", str(tmp_path / "vad.onnx"), "--hops", "3", "--model", "default"])
     args.func(args)
-    assert "vad.onnx" in capsys.readouterr().out
+    out = capsys.readouterr().out
+    runner = out.split()[-1]  # named without importing it (it imports onnxruntime)
+    assert "vad.onnx" in out and Path(runner) == Path(onnx_runner.__file__)
     vad = OnnxStreamingVAD(tmp_path / "vad.onnx")
     assert vad.hops == 3 and vad.threshold == META["threshold"]
     for bad in ("0", "1001", "x"):

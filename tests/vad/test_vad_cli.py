@@ -258,8 +258,8 @@ def test_a_corrupt_file_in_a_batch_is_reported_and_skipped(capsys, files):
     (["--format", "csv", "--json"], "contradicts --format csv"),
     (["--format", "csv", "--probs"], "--probs"),
     (["{b}", "--format", "audacity"], "one audio file"),
-    (["--max-speech-s", "0.06"], "max_speech_duration_s"),
-    (["--threshold", "0.3", "--neg-threshold", "0.4"], "neg_threshold"),
+    (["--max-speech-s", "0.06"], "--max-speech-s 0.06: must be"),
+    (["--threshold", "0.3", "--neg-threshold", "0.4"], "--neg-threshold 0.4: must be"),
 ])
 def test_detect_refuses_contradicting_options_in_one_line(tmp_path, capsys, model_dir, argv, message):
     a, b = tmp_path / "a.wav", tmp_path / "b.wav"
@@ -267,6 +267,24 @@ def test_detect_refuses_contradicting_options_in_one_line(tmp_path, capsys, mode
         sf.write(path, np.zeros(16000, dtype=np.float32), 16000)
     code, out, err = run(capsys, "detect", a, *[x.replace("{b}", str(b)) for x in argv], "--model", model_dir)
     assert code == 2 and out == "" and len(err.strip().splitlines()) == 1 and message in err, err
+    assert not re.search(r"\w_\w", err), err  # the flags' names, not TimestampOptions'
+
+
+def test_a_maximum_too_short_for_the_models_delay_is_one_error_not_every_file_failing(tmp_path, capsys):
+    torch.manual_seed(0)
+    sizes = {"bands": 16, "conv1": 8, "conv2": 8, "hidden": 8}
+    late = save_vad(sw.consolidate(build_model("crnn", sizes).eval()), tmp_path / "late", kind="crnn", sizes=sizes,
+                    threshold=0.5, start_shift=0.07, end_shift=0.04)
+    files = [tmp_path / "a1.wav", tmp_path / "a2.wav"]
+    for path in files:
+        sf.write(path, np.zeros(16000, dtype=np.float32), 16000)
+    # 0.1 s holds two 30 ms pads and a frame, but not the 70 ms the model's starts move back too
+    code, out, err = run(capsys, "detect", *files, "--model", late, "--max-speech-s", "0.1")
+    assert code == 2 and out == "" and len(err.strip().splitlines()) == 1, err
+    assert err.startswith("softwidth: error: --max-speech-s 0.1: must be at least 0.14 s") and "--speech-pad-ms" in err
+    assert "files failed" not in err and "max_speech_duration_s" not in err
+    code, out, err = run(capsys, "detect", *files, "--model", late, "--max-speech-s", "0.1", "--speech-pad-ms", "0")
+    assert code == 0 and out == f"# {files[0]}\n# {files[1]}\n", err
 
 
 @pytest.mark.parametrize("argv, message", [
@@ -284,6 +302,23 @@ def test_argparse_errors_read_naturally(capsys, argv, message):
     err = capsys.readouterr().err
     assert exit_.value.code == 2 and message in err, err
     assert not re.search(r"_command|invalid \w+ value|_threshold|_number|parse value", err), err
+
+
+@shipped
+def test_detect_model_default_is_the_shipped_model(capsys, files):
+    assert detect_json(capsys, files["speech"], "--model", "default") == detect_json(capsys, files["speech"])
+
+
+def test_export_onnx_without_onnxruntime_says_what_to_install_in_one_line(tmp_path, capsys, model_dir,
+                                                                          monkeypatch):
+    import sys
+
+    monkeypatch.setitem(sys.modules, "onnxruntime", None)  # import onnxruntime raises ModuleNotFoundError
+    monkeypatch.delitem(sys.modules, "softwidth_studies.vad.onnx_runner", raising=False)
+    code, out, err = run(capsys, "export-onnx", tmp_path / "vad.onnx", "--model", model_dir)
+    assert code == 2 and out == "" and len(err.strip().splitlines()) == 1, err
+    assert err.startswith("softwidth: error: export_streaming_onnx needs") and "onnxruntime" in err
+    assert not (tmp_path / "vad.onnx").exists()
 
 
 @shipped

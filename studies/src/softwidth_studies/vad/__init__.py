@@ -4,7 +4,7 @@ Detecting speech, in the shape Silero VAD users know (:mod:`softwidth_studies.va
 
     from softwidth_studies.vad import get_speech_timestamps, load
     model = load()                                      # the shipped streaming CRNN
-    get_speech_timestamps(audio, model, return_seconds=True)   # [{"start": 0.9, "end": 2.97}, ...]
+    get_speech_timestamps(audio, model, return_seconds=True)   # [{"start": 0.9, "end": 3.02}, ...]
 """
 
 from .timestamps import (

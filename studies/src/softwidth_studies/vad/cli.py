@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import json
 import math
+import re
 import shutil
 import sys
 from pathlib import Path
@@ -86,8 +87,9 @@ def _latency(model, corpus: str, threshold: float) -> dict:
             s, e = boundary_delays(segments(probs, threshold=threshold), segments(val.labels[k], threshold=0.5))
             starts += s
             ends += e
-    return {"start_shift": float(np.median(starts)) if starts else 0.0,
-            "end_shift": float(np.median(ends)) if ends else 0.0, "shift_segments": len(starts)}
+    # at least 0: a causal model reports late, and timestamps_from_probabilities refuses negative delays
+    return {"start_shift": max(0.0, float(np.median(starts))) if starts else 0.0,
+            "end_shift": max(0.0, float(np.median(ends))) if ends else 0.0, "shift_segments": len(starts)}
 
 
 def _evaluate(args: argparse.Namespace) -> None:
@@ -106,7 +108,7 @@ def _evaluate(args: argparse.Namespace) -> None:
 def _detect(args: argparse.Namespace) -> None:
     """Speech segments of each file, in one of the formats; a file that fails is reported and skipped."""
     from .stream import StreamingVAD
-    from .timestamps import TimestampOptions, load
+    from .timestamps import TimestampOptions, load, timestamps_from_probabilities
 
     fmt = _format(args)
     model = load(args.model)
@@ -114,11 +116,16 @@ def _detect(args: argparse.Namespace) -> None:
     if meta["model"] != "crnn":
         raise SoftWidthError(f"detect streams frame by frame and needs a CRNN VAD; {args.model} holds a "
                              f"{meta['model']} model")
-    options = TimestampOptions(
-        threshold=meta["threshold"] if args.threshold is None else args.threshold, neg_threshold=args.neg_threshold,
-        min_speech_duration_ms=args.min_speech_ms, min_silence_duration_ms=args.min_silence_ms,
-        speech_pad_ms=args.speech_pad_ms, max_speech_duration_s=args.max_speech_s)
     delays = (meta.get("start_shift", 0.0), meta.get("end_shift", 0.0))  # the causal model's, measured on val
+    try:  # every check of the options, the ones that depend on the model's delays included, once for all files
+        options = TimestampOptions(
+            threshold=meta["threshold"] if args.threshold is None else args.threshold,
+            neg_threshold=args.neg_threshold, min_speech_duration_ms=args.min_speech_ms,
+            min_silence_duration_ms=args.min_silence_ms, speech_pad_ms=args.speech_pad_ms,
+            max_speech_duration_s=args.max_speech_s)
+        timestamps_from_probabilities([], options, delays=delays)
+    except SoftWidthError as err:
+        raise SoftWidthError(_flag_names(str(err))) from None
     vad = StreamingVAD(model)
     records, failed = [], []
     for path in args.files:
@@ -138,6 +145,17 @@ def _detect(args: argparse.Namespace) -> None:
     if failed:
         raise SoftWidthError(f"{len(failed)} of {len(args.files)} files failed (above); the other files' segments "
                              f"were written")
+
+
+_FLAGS = {"neg_threshold": "--neg-threshold", "threshold": "--threshold", "min_speech_duration_ms": "--min-speech-ms",
+          "min_silence_duration_ms": "--min-silence-ms", "speech_pad_ms": "--speech-pad-ms",
+          "max_speech_duration_s": "--max-speech-s"}
+
+
+def _flag_names(message: str) -> str:
+    """A :class:`TimestampOptions` refusal in the words of the command line: ``speech_pad_ms=30`` becomes
+    ``--speech-pad-ms 30``."""
+    return re.sub(rf"\b({'|'.join(_FLAGS)})=", lambda m: f"{_FLAGS[m.group(1)]} ", message)
 
 
 def _format(args: argparse.Namespace) -> str:
@@ -275,7 +293,7 @@ def add_vad_parser(sub, positive_int) -> None:
     detect.add_argument("files", type=Path, nargs="+", metavar="FILE",
                         help="audio files (any rate and channel count; converted to 16 kHz mono)")
     detect.add_argument("--model", type=Path, default=None, metavar="DIR",
-                        help="a model folder written by save_vad (default: the shipped model)")
+                        help="a model folder written by save_vad, or default: the shipped model (the default)")
     detect.add_argument("--threshold", type=_probability, default=None, metavar="P",
                         help="a segment starts at a frame with probability >= P (default: the model's own, chosen "
                         "on validation data)")

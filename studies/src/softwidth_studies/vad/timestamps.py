@@ -14,21 +14,31 @@ with Silero's rules (the pure part, tested on hand-made probabilities):
    ``prob < neg_threshold`` and is cancelled by a frame ``>= threshold``; frames in between continue whatever
    is going on. At a frame under ``neg_threshold``, a pause that has lasted ``min_silence_duration_ms`` ends
    the segment where the pause began.
-2. A segment longer than ``max_speech_duration_s`` (once padded) is split at the start of its last pause
-   longer than 98 ms, the next segment starting where speech resumed; without such a pause it is cut hard.
+2. A segment longer than ``max_speech_duration_s`` (once padded and moved back by the onset delay, rule 4; the
+   samples after the last frame count) is split at the start of its last pause longer than 98 ms, the next
+   segment starting where speech resumed; without such a pause it is cut hard, the next segment starting at
+   once (or, if the cut falls in a shorter pause, where speech resumes).
 3. Segments shorter than ``min_speech_duration_ms`` are dropped.
 4. The model is causal: it reports onsets and offsets late by delays measured on validation data and stored
-   with it (``model.json``: ``start_shift``, ``end_shift``, seconds). Detected boundaries move back by them
-   (hard cuts and the end of the audio are not detections and stay).
+   with it (``model.json``: ``start_shift``, ``end_shift``, seconds, >= 0). Detected boundaries move back by
+   them (hard cuts and the end of the audio are not detections and stay). The segments stay in order: a start
+   never moves before the previous start, a segment moved back into the previous one meets it halfway, and one
+   left empty (or inside the previous one) is dropped.
 5. Each segment is padded by ``speech_pad_ms`` on both sides, clipped to the audio; where two segments are
    closer than two pads they share the gap between them (they never overlap).
+
+So the segments are sorted, disjoint and non-empty, ``0 <= start < end <= num_samples``, and none is longer than
+``max_speech_duration_s`` (tested on random probabilities, options and delays).
 
 On the same probabilities the segments equal silero-vad's ``get_speech_timestamps_from_probs`` (tested, with
 ``use_max_poss_sil_at_max_speech=False``), except: frames are 10 ms (not 32 ms); a pause ends a segment once it
 has lasted ``min_silence_duration_ms`` (Silero needs one window more) and a segment of exactly
 ``min_speech_duration_ms`` is kept; a segment ending in a pause when the audio ends ends where the pause began
-(Silero: at the end of the audio); a hard cut starts the next segment at once; the delays (rule 4); seconds
-are rounded to the millisecond; a ``VADIterator`` call may return several events (chunks of any length).
+(Silero: at the end of the audio); a hard cut in speech starts the next segment at once (Silero: one window
+later); the maximum is reached at a 10 ms frame (Silero: at a 32 ms window, so the split is compared where
+``max_speech_duration_s`` less two pads is a multiple of 160 ms); pieces of a split shorter than
+``min_speech_duration_ms`` are dropped (Silero keeps the one before a split); the delays (rule 4); seconds are
+rounded to the millisecond; a ``VADIterator`` call may return several events (chunks of any length).
 """
 
 from __future__ import annotations
@@ -59,8 +69,9 @@ _SHORTEST = 200  # samples: the first frame's window needs more (StreamingVAD)
 def load(name_or_dir: str | os.PathLike[str] | None = None) -> nn.Module:
     """The VAD model named ``"default"`` (or ``None``: the streaming CRNN shipped with the package) or saved in a
     directory by :func:`~softwidth_studies.vad.store.save_vad`, consolidated and in eval mode (safetensors, no
-    pickle). Its ``model.json`` is attached as ``model.vad_info``: ``threshold`` (chosen on validation data)
-    and the delays ``start_shift``/``end_shift`` (s) that :func:`get_speech_timestamps` uses."""
+    pickle); ``Path("default")`` too is the shipped model (give a folder of that name by its absolute path). Its
+    ``model.json`` is attached as ``model.vad_info``: ``threshold`` (chosen on validation data) and the delays
+    ``start_shift``/``end_shift`` (s) that :func:`get_speech_timestamps` uses."""
     if name_or_dir is None or (isinstance(name_or_dir, (str, os.PathLike)) and os.fspath(name_or_dir) == "default"):
         path = DEFAULT_MODEL  # also Path("default"), what the CLI's --model default gives
     elif isinstance(name_or_dir, (str, os.PathLike)):
@@ -162,9 +173,15 @@ def timestamps_from_probabilities(probs, options: TimestampOptions = TimestampOp
     Args:
         probs: speech probability per frame; frame ``t`` covers samples ``[160 t, 160 t + 160)``.
         options: thresholds and durations (:class:`TimestampOptions`).
-        num_samples: the audio's length (default ``160 * frames``): where a segment still open at the end stops,
-            and the clip of the padding.
-        delays: ``(onset, offset)`` delays of the model in seconds, subtracted from detected starts and ends.
+        num_samples: the audio's length in samples, ``160 * frames`` (the default) to ``160 * frames + 159``
+            (:func:`speech_probabilities` gives ``samples // 160`` frames): where a segment still open at the end
+            stops, and the clip of the padding.
+        delays: ``(onset, offset)`` delays of the model in seconds (>= 0), subtracted from detected starts and
+            ends.
+
+    Raises :class:`SoftWidthError` for probabilities that are not 1-D and finite, a ``num_samples`` out of that
+    range (or not an int), negative delays, or a ``max_speech_duration_s`` shorter than two pads, the onset
+    delay and one frame (``timestamps_from_probabilities([], options, delays=delays)`` checks the options alone).
     """
     p = np.asarray(probs, dtype=np.float64)
     if p.ndim != 1 or not np.isfinite(p).all():
@@ -239,6 +256,12 @@ class VADIterator:
     ``vad.reset_states()`` starts a new one. Starts and ends are moved back by the model's delays and padded by
     ``speech_pad_ms`` (a start never before the previous end); segments are not filtered by length and not
     split (the events come as soon as they are known). ``threshold=None``: the model's own.
+
+    An end is padded as Silero's, into audio that may not have come yet (the pad can outlast
+    ``min_silence_duration_ms``), and clipped to the stream's length only when that is known: at ``flush()``.
+    So the events equal ``get_speech_timestamps(..., min_speech_duration_ms=0)`` when consecutive segments are
+    more than two pads apart (a start is only kept after the previous end, not given half the gap) and the
+    stream does not end within a pad of an end sent before ``flush()`` (that end is not clipped).
     """
 
     def __init__(self, model: nn.Module, *, threshold: float | None = None, neg_threshold: float | None = None,
@@ -347,7 +370,7 @@ class _Hysteresis:
         """Close the open segment at sample ``cut`` at the latest (the current frame's start, or the end of the
         last frame): at its current pause if longer than 98 ms (speech is over), else at the start of its last
         pause longer than 98 ms (the next segment starts where speech resumed), else hard at ``cut`` (the next
-        segment starts there)."""
+        segment starts there, or, in a pause, as Silero's, where speech resumes: never a segment of silence)."""
         start = self.start
         if self.pause is not None and self.position - self.pause > _SPLIT_PAUSE:
             closed = (start, self.pause, self.start_detected, True)
@@ -357,7 +380,8 @@ class _Hysteresis:
             self.start, self.start_detected = self.resumed[1], True
         else:
             closed = (start, cut, self.start_detected, False)
-            self.start, self.start_detected, self.pause = cut, False, None
+            self.start, self.start_detected = (cut, False) if self.pause is None else (None, True)
+            self.pause = None
         self.resumed = None
         return closed
 
