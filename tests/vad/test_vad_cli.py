@@ -329,3 +329,18 @@ def test_detect_help_shows_the_defaults(capsys):
     for default in ("(default: 250)", "(default: 100)", "(default: 30)", "(default: inf)", "(default: text)",
                     "threshold - 0.15", "the model's own"):
         assert default in text
+
+
+def test_train_runs_only_the_models_named(monkeypatch, tmp_path):
+    import softwidth_studies.vad.cli as vad_cli
+    import softwidth_studies.vad.study as study
+    from softwidth_studies.cli import build_parser
+
+    seen = {}
+    monkeypatch.setattr(study, "run_study", lambda config, out, **kw: seen.update(models=config.models) or {"runs": []})
+    monkeypatch.setattr(vad_cli, "_corpus", lambda args: tmp_path)
+    args = build_parser().parse_args(["vad", "train", "--models", "crnn", "--out", str(tmp_path / "out")])
+    args.func(args)
+    assert seen["models"] == ("crnn",)
+    with pytest.raises(SystemExit):
+        build_parser().parse_args(["vad", "train", "--models", "rnn"])

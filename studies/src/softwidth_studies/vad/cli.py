@@ -29,6 +29,8 @@ def _train(args: argparse.Namespace) -> None:
     corpus = _corpus(args)
     config = VadStudyConfig.quick(str(corpus)) if args.quick else VadStudyConfig(corpus=str(corpus))
     config = replace(config, workers=args.workers)
+    if args.models:
+        config = replace(config, models=tuple(dict.fromkeys(args.models)))
     out = args.out or DEFAULT_OUT[args.quick]
     results = run_study(config, out, resume=not args.fresh, peers=not args.no_peers)
     _store_default(results, out, install=not args.quick)
@@ -285,6 +287,8 @@ def add_vad_parser(sub, positive_int) -> None:
         corpus_help="a built VAD corpus (default: build/reuse the cached full or, with --quick, small one)",
         positive_int=positive_int)
     train.add_argument("--no-peers", action="store_true", help="skip Silero/WebRTC/TEN VAD")
+    train.add_argument("--models", nargs="+", choices=("crnn", "transformer"), default=None, metavar="MODEL",
+                       help="the models to run: crnn, transformer (default: both)")
     detect = vsub.add_parser(
         "detect", help="speech segments of audio files (streaming; Silero-style options)",
         description="Speech segments (start, end in seconds) of each file, streamed through a consolidated CRNN "
