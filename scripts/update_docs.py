@@ -24,6 +24,7 @@ BLOCKS = {  # block name -> results file copied verbatim (headings demoted by on
     "vad-uniform": "results/vad_pilots/uniform.md",
     "vad-width-method": "results/vad_pilots/width_method.md",
     "vad-sweep": "results/vad_sweep/summary.md",
+    "vad-restart-gap": "results/vad_pilots/restart_gap.md",
     "allocation": "results/allocation/summary.md",
     "antispoof": "results/antispoof/summary.md",
     "antispoof-headline": "results/antispoof/headline.md",
