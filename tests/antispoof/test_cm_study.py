@@ -141,7 +141,8 @@ def test_study_runs_reports_resumes_and_scores(corpus, tmp_path, capsys):
         (dynamic,) = [r for r in results["runs"] if r["model"] == model and r["kind"] == "dynamic"
                       and not r.get("absolute")]
         for variant in ("fixed", "prune"):
-            (r,) = [r for r in results["runs"] if r["model"] == model and r["kind"] == variant]
+            (r,) = [r for r in results["runs"] if r["model"] == model and r["kind"] == variant
+                    and r.get("of") != "uniform"]
             assert r["sizes"] == dynamic["sizes"] and r["flops_per_s"] == dynamic["flops_per_s"]
             assert r["target"] == 0.5 and "base_task" not in r and "base_record" not in r
     for run in results["runs"]:
@@ -158,7 +159,15 @@ def test_study_runs_reports_resumes_and_scores(corpus, tmp_path, capsys):
     assert {t["run"] for t in summary["table"] if t["model"] == "lcnn"} >= {"prune 0.5", "fixed 0.5"}
     assert (out / "eer_vs_cost.png").stat().st_size > 0 and "| resnet | stage B0 |" in (out / "summary.md").read_text()
     assert "| lcnn | prune 0.5 |" in (out / "summary.md").read_text()
-    assert set(summary["paired"]["resnet"]["dynamic 0.5"]) == {"full", "fixed", "prune"}
+    assert set(summary["paired"]["resnet"]["dynamic 0.5"]) == {"full", "fixed", "prune", "uniform"}
+    for model in ("resnet", "lcnn"):  # the uniform shrink to the same budget: a standing baseline, paired by seed
+        (uniform,) = [r for r in results["runs"] if r["model"] == model and r.get("of") == "uniform"]
+        assert uniform["flops_per_s"] <= 0.5 * results["full_cost"][model]["flops_per_s"]
+        versus = summary["baselines"][model]
+        pair = summary["paired"][model]["dynamic 0.5"]["uniform"]
+        assert versus["vs_uniform_pooled"]["mean"] == pytest.approx(pair["mean"])
+        assert versus["vs_torch_pruning_pooled"] is None
+    assert "minus uniform shrink (same budget)" in (out / "summary.md").read_text()
     assert "| resnet | dynamic 0.5 | " in (out / "summary.md").read_text().split("## Paired by seed")[1]
     head = (out / "headline.md").read_text()
     assert results["date"] in head and "- resnet: full model" in head and "- lcnn: full model" in head

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ..experiments.paired import LEVEL, describe, paired_difference
+from ..experiments.paired import LEVEL, describe, paired_difference, pooled_difference
 
 __all__ = ["headline", "summarise", "write_report"]
 
@@ -33,6 +33,8 @@ def _label(run: dict) -> str:
         return f"stage {run['stage']}"
     if run["kind"] == "dynamic" and run.get("absolute"):
         return f"dynamic {run['target'] / 1e6:g} MFLOP/s"
+    if run.get("of") == "uniform":  # the uniform shrink to the budget, a standing baseline
+        return f"uniform {run['target']:g}"
     return f"{run['kind']} {run['target']:g}" if "target" in run else run["kind"]
 
 
@@ -57,7 +59,20 @@ def summarise(results: dict) -> dict:
                       "params_ratio": _stats([r["params"] / full["params"] for r in runs]),
                       "sizes": [r["sizes"] for r in runs]})
     per_seed = {key: {r["seed"]: 100 * r["metrics"]["test"]["pooled"] for r in runs} for key, runs in groups.items()}
-    return {"table": table, "checks": _checks(results, table), "paired": _paired(per_seed)}
+    paired = _paired(per_seed)
+    return {"table": table, "checks": _checks(results, table), "paired": paired, "baselines": _baselines(paired)}
+
+
+def _baselines(paired: dict) -> dict:
+    """Per model, the dynamic runs minus the standing baselines pooled over the relative budgets (EER points):
+    ``vs_uniform_pooled`` and ``vs_torch_pruning_pooled`` (``None``: Torch-Pruning is not wired to the
+    countermeasures yet), as the VAD summary's checks name them."""
+    out = {}
+    for model, rows in paired.items():
+        pooled = pooled_difference(pairs["uniform"] for pairs in rows.values() if "uniform" in pairs)
+        out[model] = {"vs_uniform_pooled": None if pooled is None else {
+            k: pooled[k] for k in ("mean", "low", "high", "n", "verdict")}, "vs_torch_pruning_pooled": None}
+    return out
 
 
 def _paired(per_seed: dict[tuple[str, str], dict[int, float]]) -> dict:
@@ -68,7 +83,8 @@ def _paired(per_seed: dict[tuple[str, str], dict[int, float]]) -> dict:
         if not label.startswith("dynamic ") or "MFLOP" in label:
             continue
         target = label.removeprefix("dynamic ")
-        others = {"full": (model, "baseline"), "fixed": (model, f"fixed {target}"), "prune": (model, f"prune {target}")}
+        others = {"full": (model, "baseline"), "fixed": (model, f"fixed {target}"), "prune": (model, f"prune {target}"),
+                  "uniform": (model, f"uniform {target}")}
         pairs = {name: pair for name, key in others.items()
                  if key in per_seed and (pair := paired_difference(seeds, per_seed[key])) is not None}
         if pairs:
@@ -149,13 +165,19 @@ def markdown(summary: dict, results: dict) -> str:
     if summary.get("paired"):
         lines += ["", "## Paired by seed", "", (f"Dynamic run minus the other model of the same seed (EER points, mean "
                   f"[{LEVEL:.0%} t interval]; 'no difference': the interval contains 0, the seeds cannot tell them "
-                  "apart; 'higher': the whole interval above 0, the dynamic run worse):"), "",
-                  "| model | run | minus full model | minus fixed (same sizes) | minus pruned (same sizes) |",
-                  "|---|---|---|---|---|"]
+                  "apart; 'higher': the whole interval above 0, the dynamic run worse):"), ""]
+        uniform = any("uniform" in pairs for runs in summary["paired"].values() for pairs in runs.values())
+        keys = ("full", "fixed", "prune") + (("uniform",) if uniform else ())
+        lines += ["| model | run | minus full model | minus fixed (same sizes) | minus pruned (same sizes) |"
+                  + (" minus uniform shrink (same budget) |" if uniform else ""), "|---|---|" + "---|" * len(keys)]
         for model, runs in summary["paired"].items():
             for label, pairs in runs.items():
-                lines.append(f"| {model} | {label} | " + " | ".join(describe(pairs.get(k)) for k in
-                                                                  ("full", "fixed", "prune")) + " |")
+                lines.append(f"| {model} | {label} | " + " | ".join(describe(pairs.get(k)) for k in keys) + " |")
+        for model, versus in summary.get("baselines", {}).items():
+            if versus["vs_uniform_pooled"]:
+                pooled = versus["vs_uniform_pooled"]
+                lines.append(f"\n{model}, dynamic minus the uniform shrink, every budget pooled: "
+                             f"{describe({**pooled, 'differences': []})}; Torch-Pruning: not wired to this model yet.")
     return "\n".join(lines) + "\n"
 
 

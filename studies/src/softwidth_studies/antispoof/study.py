@@ -37,6 +37,7 @@ from softwidth.cost import flops_per_second, params
 from ..data.antispoof_corpus import CLIP_SECONDS
 from ..data.features import FeatureConfig
 from softwidth.errors import SoftWidthError
+from ..experiments.budget_sizes import uniform_sizes as _shrink
 from ..experiments.runs import plan_phase2, run_all, run_key, save_results
 from softwidth.objective import BudgetController, CostPenalty
 from softwidth.probe import profile
@@ -47,6 +48,7 @@ from .evaluate import breakdown, model_scores
 from .models import MODELS, STAGES, build_model
 
 __all__ = ["AntispoofStudyConfig", "load_run_model", "model_cost", "plan", "plan_phase2", "run_one", "run_study",
+           "uniform_sizes",
            "validation_eer"]
 
 AS_SCHEDULE = Schedule(warmup=0.0, anneal_start=0.015, freeze=0.05, ordering=0.0)
@@ -203,13 +205,28 @@ def validation_eer(task: dict, config: AntispoofStudyConfig) -> tuple[dict, floa
     return sizes, 100 * breakdown(model_scores(plain, val), val)["pooled"]
 
 
+def uniform_sizes(kind: str, target: float, config: AntispoofStudyConfig) -> dict:
+    """The uniform shrink of model ``kind`` to ``target`` (a share of its full model's FLOP/s): every stage width
+    times the largest common factor that fits, each at least ``kappa_min`` of its full size."""
+    full = {**MODELS[kind].defaults, **config.sizes.get(kind, {})}
+    floors = {n: max(1, math.ceil(config.kappa_min * v)) for n, v in full.items()}
+
+    def cost(sizes: dict) -> float:
+        return model_cost(kind, sizes, config)["flops_per_s"]
+
+    return _shrink(full, cost, target * cost(full), floors=floors)
+
+
 def plan(config: AntispoofStudyConfig) -> list[dict]:
-    """Phase-1 tasks: baselines and all-stage budget runs (every seed), per-stage runs, absolute-budget runs."""
+    """Phase-1 tasks: baselines, all-stage budget runs and the uniform shrinks to the same budgets (every seed),
+    per-stage runs, absolute-budget runs."""
     tasks = []
     for kind in config.models:
         for seed in config.seeds:
             tasks.append({"model": kind, "kind": "baseline", "seed": seed})
             tasks += [{"model": kind, "kind": "dynamic", "seed": seed, "target": t} for t in config.targets]
+            tasks += [{"model": kind, "kind": "fixed", "seed": seed, "target": t, "of": "uniform",
+                       "sizes": uniform_sizes(kind, t, config)} for t in config.targets]
         if kind in config.stage_models:
             tasks += [{"model": kind, "kind": "stage", "seed": config.seeds[0], "stage": s,
                        "weight": config.stage_weight} for s in STAGES]
