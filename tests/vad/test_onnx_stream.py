@@ -21,7 +21,6 @@ pytest.importorskip("onnxscript")
 pytest.importorskip("onnxruntime")
 
 import softwidth as sw  # noqa: E402
-from softwidth.optim import width_modules  # noqa: E402
 from softwidth_studies.vad import onnx_runner  # noqa: E402
 from softwidth_studies.vad.data import power_spectrum  # noqa: E402
 from softwidth_studies.vad.models import build_model  # noqa: E402
@@ -29,6 +28,7 @@ from softwidth_studies.vad.onnx_runner import OnnxStreamingVAD  # noqa: E402
 from softwidth_studies.vad.onnx_stream import export_streaming_onnx  # noqa: E402
 from softwidth_studies.vad.store import load_vad  # noqa: E402
 from softwidth_studies.vad.stream import StreamingVAD  # noqa: E402
+from vad_test_models import stepped  # noqa: E402
 
 SHIPPED, META = load_vad()
 TOL = 1e-5
@@ -36,19 +36,7 @@ TOL = 1e-5
 
 def trained_crnn() -> torch.nn.Module:
     """A consolidated CRNN with other widths than the shipped one, its weights moved off their init by 3 steps."""
-    torch.manual_seed(0)
-    model = build_model("crnn", {"bands": 32, "conv1": 12, "conv2": 10, "hidden": 8}, dynamic="all")
-    opt = torch.optim.Adam(model.parameters(), lr=1e-2)
-    model.train()
-    for _ in range(3):
-        loss = model(torch.rand(4, 100, 201) * 5).square().mean()
-        opt.zero_grad()
-        loss.backward()
-        opt.step()
-    with torch.no_grad():
-        for w in width_modules(model):
-            w.value.fill_(0.7 * w.max_size)
-    return sw.consolidate(model.eval())
+    return stepped("crnn", {"bands": 32, "conv1": 12, "conv2": 10, "hidden": 8}, 0.7)
 
 
 @pytest.fixture(scope="module")

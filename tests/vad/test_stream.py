@@ -11,27 +11,14 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 import softwidth as sw
-from softwidth.optim import width_modules
 from softwidth_studies.vad.data import power_spectrum
-from softwidth_studies.vad.models import build_model
 from softwidth_studies.vad.stream import StreamingVAD, segments
+from vad_test_models import stepped
 
 
 def consolidated(kind: str = "crnn") -> torch.nn.Module:
-    torch.manual_seed(0)
     sizes = {"crnn": {"conv1": 12, "conv2": 10, "hidden": 8}, "transformer": {"bands": 16, "ff1": 8, "ff2": 8}}[kind]
-    model = build_model(kind, sizes, dynamic="all")
-    opt = torch.optim.Adam(model.parameters(), lr=1e-2)
-    for step in range(3):
-        model.train()
-        loss = model(torch.rand(4, 100, 201) * 5).square().mean()
-        opt.zero_grad()
-        loss.backward()
-        opt.step()
-    with torch.no_grad():
-        for w in width_modules(model):
-            w.value.fill_(0.6 * w.max_size)
-    return sw.consolidate(model.eval())
+    return stepped(kind, sizes, 0.6)
 
 
 MODEL = consolidated()

@@ -12,15 +12,13 @@ from softwidth.errors import SoftWidthError  # noqa: E402
 from softwidth_studies.vad.models import build_model  # noqa: E402
 from softwidth_studies.vad.study import model_cost  # noqa: E402
 from softwidth_studies.vad.torch_pruning_peer import _CRNNView, tp_prune  # noqa: E402
+from vad_test_models import with_batch_statistics  # noqa: E402
 
 SIZES = {"bands": 24, "conv1": 12, "conv2": 12, "hidden": 10}
 
 
 def trained_like(kind="crnn", sizes=SIZES):
-    torch.manual_seed(0)
-    model = build_model(kind, sizes).train()
-    model(torch.rand(4, 30, 201))  # BatchNorm statistics that are not the defaults
-    return consolidate(model.eval())
+    return with_batch_statistics(kind, sizes)
 
 
 def cost(sizes):

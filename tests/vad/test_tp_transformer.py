@@ -11,16 +11,14 @@ from softwidth.consolidate import consolidate  # noqa: E402
 from softwidth_studies.vad.models import TransformerVAD, build_model  # noqa: E402
 from softwidth_studies.vad.study import VadStudyConfig, allocation_space, model_cost  # noqa: E402
 from softwidth_studies.vad.torch_pruning_peer import _pruned_view, _TransformerView, tp_prune  # noqa: E402
+from vad_test_models import with_batch_statistics  # noqa: E402
 
 SIZES = {"bands": 16, "ff1": 16, "ff2": 16}
 HEADS = 4
 
 
 def trained_like(sizes=SIZES):
-    torch.manual_seed(0)
-    model = build_model("transformer", sizes).train()
-    model(torch.rand(4, 30, 201))  # BatchNorm statistics that are not the defaults
-    return consolidate(model.eval())
+    return with_batch_statistics("transformer", sizes)
 
 
 def cost(sizes):
