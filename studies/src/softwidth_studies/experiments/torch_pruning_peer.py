@@ -131,7 +131,8 @@ def prune_to_flops(model: nn.Module, example_inputs: torch.Tensor, cost: Callabl
         batches: a re-iterable of training batches for ``"taylor"``.
         ignored_layers: layers whose outputs are never pruned (e.g. the output head).
         steps: the number of equal pruning steps from 0 to ``max_ratio`` of every prunable group's channels.
-        max_ratio: the largest share of any group's channels pruned.
+        max_ratio: where Torch-Pruning's global schedule ends (its ``pruning_ratio``): the share of all prunable
+            channels removed after ``steps`` steps; a single layer may lose more (never all).
         round_to, num_heads: passed to Torch-Pruning (channel multiples; attention heads).
 
     Returns ``{"steps": steps taken, "cost": the final cost, "reached": whether it is <= budget}``.
@@ -142,7 +143,7 @@ def prune_to_flops(model: nn.Module, example_inputs: torch.Tensor, cost: Callabl
         raise SoftWidthError("the taylor importance needs loss= and batches=")
     with _opaque_grus(model):
         pruner = tp.pruner.MetaPruner(
-                model, example_inputs, importance=_importance(importance), global_pruning=True, pruning_ratio=max_ratio,
+            model, example_inputs, importance=_importance(importance), global_pruning=True, pruning_ratio=max_ratio,
             iterative_steps=steps, ignored_layers=list(ignored_layers), round_to=round_to, num_heads=num_heads or {},
             customized_pruners={nn.GRU: GRUPruner()}, root_module_types=[nn.modules.conv._ConvNd, nn.Linear, nn.GRU])
     taken = 0
